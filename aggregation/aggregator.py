@@ -1,0 +1,112 @@
+"""The background work: rebuild the ready top-N of each period on a drift-corrected tick."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+
+from core.metrics import Metrics
+from core.model import METRICS, PERIODS, Period
+from storage.base import Storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A top-N answer as of `updated_at`, for the window [start, end]."""
+
+    by: str
+    start: int
+    end: float
+    updated_at: float
+    items: list[tuple[str, int]]
+
+
+class Aggregator:
+    """Rebuilds the top `top_k` of each period and metric: `min` every tick, the rest less often."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        clock: Callable[[], float] = time.time,
+        interval: float = 1.0,
+        slow_interval: float = 5.0,
+        top_k: int = 1000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.interval = interval
+        self.slow_interval = slow_interval
+        self.top_k = top_k
+        self.metrics = metrics
+        self._ready: dict[tuple[str, str], Ready] = {}
+        self._built_at: dict[str, float] = {}
+        self._greenlet: gevent.Greenlet | None = None
+
+    def ready(self, period: Period, by: str) -> Ready:
+        """Return the ready answer, building it first if the loop has not yet."""
+        answer = self._ready.get((period.name, by))
+        if answer is None:
+            self._rebuild(period, self.clock())
+            answer = self._ready[(period.name, by)]
+        return answer
+
+    def rebuild_once(self) -> None:
+        """Rebuild every period that is due; one failing period never stops the others."""
+        now = self.clock()
+        try:
+            self.storage.maintain()
+        except Exception:
+            logger.exception("storage maintenance failed")
+        for period in PERIODS:
+            due = self._built_at.get(period.name, -float("inf")) + self.slow_interval
+            if period.seconds <= 60 or now >= due:
+                try:
+                    self._rebuild(period, now)
+                except Exception:
+                    logger.exception("rebuilding the %s top-N failed", period.name)
+                    if self.metrics:
+                        self.metrics.rebuild_errors.inc()
+
+    def _rebuild(self, period: Period, now: float) -> None:
+        started = time.perf_counter()
+        for by in METRICS:
+            result = self.storage.top(period.seconds, self.top_k, by)
+            self._ready[(period.name, by)] = Ready(by, result.start, result.end, now, result.items)
+        self._built_at[period.name] = now
+        if self.metrics:
+            self.metrics.rebuild_seconds.labels(period.name).observe(time.perf_counter() - started)
+
+    def start(self) -> None:
+        """Run `rebuild_once` every `interval` seconds in a greenlet until `stop`."""
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Stop the loop."""
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            try:
+                self.rebuild_once()
+            except Exception:
+                # Never let the loop die: a broken tick is logged and the next one runs.
+                logger.exception("aggregation tick failed")
+            next_tick += self.interval
+            delay = next_tick - time.monotonic()
+            if delay < 0:
+                # Fell behind (a slow rebuild): skip the missed ticks instead of bursting.
+                next_tick -= delay
+                delay = 0
+            gevent.sleep(delay)

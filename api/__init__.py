@@ -1,0 +1,56 @@
+"""The HTTP API: one blueprint per resource, one JSON error shape everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask_smorest
+import orjson
+from flask import Flask
+from flask.json.provider import JSONProvider
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import AnyConverter
+
+from api import docs, domains, health, metrics
+from api.errors import summarize
+from api.schemas import ErrorSchema
+
+
+class OrjsonProvider(JSONProvider):
+    """Fast JSON that keeps key order (top-N dicts are ordered by value)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, default=str).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api with our error shape and the `Allow` header kept on 405."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> tuple[dict, int, dict]:
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages") or {}
+        message = data.get("message") or (summarize(errors) if errors else error.description)
+        payload = {"status": "error", "message": message, "errors": errors}
+        headers = dict(data.get("headers") or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return payload, error.code or 500, headers
+
+
+def init_app(app: Flask) -> Api:
+    """Register the blueprints and the OpenAPI doc on `app`."""
+    app.json = OrjsonProvider(app)
+    api = Api(app)
+    api.register_converter(
+        AnyConverter, lambda converter: {"type": "string", "enum": sorted(converter.items)}
+    )
+    domains.register_components(api.spec)
+    for module in (domains, health, metrics):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(docs.bp)
+    return api

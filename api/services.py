@@ -1,0 +1,36 @@
+"""The state one app holds in `app.extensions["domainstats"]`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import current_app
+
+from aggregation import Aggregator
+from core.metrics import Metrics
+from storage import Storage
+
+
+@dataclass
+class Services:
+    """Everything the views use, built once by `create_app`."""
+
+    storage: Storage
+    storage_name: str
+    aggregator: Aggregator
+    metrics: Metrics
+    clock: Callable[[], float]
+    started_at: float
+    retention: int
+    future: int
+
+    def close(self) -> None:
+        """Stop background work and release the storage."""
+        self.aggregator.stop()
+        self.storage.close()
+
+
+def services() -> Services:
+    """Return the current app's services."""
+    return current_app.extensions["domainstats"]

@@ -1,0 +1,169 @@
+"""domainstats: which domains are hot right now. `create_app` builds the app; `main` serves it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+from flask import Flask, g, request
+from gevent.pywsgi import WSGIServer
+
+from aggregation import Aggregator
+from api import init_app
+from api.services import Services
+from core.metrics import Metrics
+from core.timeutil import parse_duration
+from storage import create_storage
+
+logger = logging.getLogger("domainstats")
+
+#: Defaults; each can be overridden by the environment as DOMAINSTATS_<NAME>, then by `config`.
+DEFAULTS: dict[str, Any] = {
+    "HOST": "127.0.0.1",
+    "PORT": 5000,
+    "DATA_DIR": "./data",
+    "STORAGE_URL": "memory://",
+    "RETENTION": "25h",
+    "FUTURE": 300,
+    "LOG_LEVEL": "info",
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "REBUILD_INTERVAL": 1.0,
+    "SLOW_REBUILD_INTERVAL": 5.0,
+    "TOP_K": 1000,
+    "START_BACKGROUND": True,
+    "CLOCK": time.time,
+    "API_TITLE": "domainstats",
+    "API_VERSION": "1.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "/docs/static/",
+}
+ENV_PREFIX = "DOMAINSTATS"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then DOMAINSTATS_* environment variables, then `config`."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env(ENV_PREFIX)
+    app.config.from_mapping(config or {})
+    retention = parse_duration(app.config["RETENTION"])
+    clock = app.config["CLOCK"]
+
+    url = app.config["STORAGE_URL"]
+    storage = create_storage(url, retention=retention, clock=clock)
+    metrics = Metrics(storage.tracked_domains)
+    aggregator = Aggregator(
+        storage,
+        clock=clock,
+        interval=float(app.config["REBUILD_INTERVAL"]),
+        slow_interval=float(app.config["SLOW_REBUILD_INTERVAL"]),
+        top_k=int(app.config["TOP_K"]),
+        metrics=metrics,
+    )
+    app.extensions["domainstats"] = Services(
+        storage=storage,
+        storage_name=url.partition("://")[0],
+        aggregator=aggregator,
+        metrics=metrics,
+        clock=clock,
+        started_at=clock(),
+        retention=retention,
+        future=int(app.config["FUTURE"]),
+    )
+    init_app(app)
+    _time_requests(app, metrics)
+    if app.config["START_BACKGROUND"]:
+        aggregator.start()
+    return app
+
+
+def _time_requests(app: Flask, metrics: Metrics) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Any) -> Any:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.request_seconds.labels(request.method, endpoint, response.status_code).observe(
+            time.perf_counter() - g.get("started", time.perf_counter())
+        )
+        return response
+
+
+def _options() -> list[tuple[str, str, type, str]]:
+    return [
+        ("--host", "HOST", str, "address to listen on"),
+        ("--port", "PORT", int, "port to listen on"),
+        ("--data-dir", "DATA_DIR", str, "directory for durable data"),
+        ("--retention", "RETENTION", str, "how long clicks are kept, e.g. 25h"),
+        ("--max-body", "MAX_CONTENT_LENGTH", int, "largest accepted request body, in bytes"),
+        ("--log-level", "LOG_LEVEL", str, "debug, info, warning or error"),
+    ]
+
+
+def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
+    """Read command-line options into config keys; unset options leave the environment's."""
+    parser = argparse.ArgumentParser(
+        prog="start.sh",
+        description="Serve domainstats with gevent.",
+        epilog="Each option can also be set in the environment as "
+        + ", ".join(f"{ENV_PREFIX}_{key}" for _, key, _, _ in _options())
+        + "; options win.",
+    )
+    for flag, key, kind, text in _options():
+        default = os.environ.get(f"{ENV_PREFIX}_{key}", DEFAULTS[key])
+        parser.add_argument(
+            flag, dest=key, type=kind, help=f"{text} (default {default}; ${ENV_PREFIX}_{key})"
+        )
+    args = vars(parser.parse_args(argv))
+    return {key: value for key, value in args.items() if value is not None}
+
+
+def serve(app: Flask, host: str, port: int) -> None:
+    """Serve `app` with gevent's WSGI server until SIGTERM or SIGINT."""
+
+    class Server(WSGIServer):
+        def handle(self, sock: socket.socket, address: Any) -> None:
+            # pywsgi writes headers and body separately: without TCP_NODELAY each
+            # keep-alive response waits ~40 ms on delayed ACKs.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().handle(sock, address)
+
+    server = Server(
+        (host, port),
+        app,
+        log=logging.getLogger("domainstats.access"),
+        error_log=logging.getLogger("domainstats.server"),
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, server.stop, 5)
+    logger.info("serving on http://%s:%d", host, server.server_port or port)
+    server.serve_forever()
+    app.extensions["domainstats"].close()
+    logger.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the server from the command line."""
+    overrides = parse_args(argv)
+    level = overrides.get("LOG_LEVEL") or os.environ.get(f"{ENV_PREFIX}_LOG_LEVEL", "info")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(overrides)
+    serve(app, app.config["HOST"], int(app.config["PORT"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""In-memory time buckets on cachetools, with running totals for the standard windows."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+from cachetools import TLRUCache
+
+from core.model import METRICS, PERIODS, Batch
+from storage.base import TopResult
+
+logger = logging.getLogger(__name__)
+
+#: How far back 1-second buckets reach; longer windows use 60-second buckets.
+SECOND_SPAN = 600
+MINUTE = 60
+#: How far ahead of the clock a timestamp may lie.
+FUTURE = 300
+
+_NO_IDS = np.zeros(0, np.intp)
+_NO_VALUES = np.zeros((0, len(METRICS)), np.int64)
+
+
+def merge(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum (ids, values) chunks, each holding an id at most once, into one such chunk."""
+    if len(parts) < 2:
+        return parts[0] if parts else (_NO_IDS, _NO_VALUES)
+    ids = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1] for p in parts])
+    unique, inverse = np.unique(ids, return_inverse=True)
+    summed = np.zeros((len(unique), values.shape[1]), np.int64)
+    np.add.at(summed, inverse, values)
+    return unique, summed
+
+
+class Bucket:
+    """Per-domain counts of one time slot: new chunks are appended, merged once they pile up."""
+
+    __slots__ = ("_parts", "_pending", "_merged")
+    #: Unmerged rows allowed beyond the merged size, so merging costs O(log n) a row.
+    SLACK = 4096
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending = 0
+        self._merged = 0
+
+    def add(self, ids: np.ndarray, values: np.ndarray) -> None:
+        """Append a chunk (each id at most once); merge when unmerged rows pile up."""
+        self._parts.append((ids, values))
+        self._pending += len(ids)
+        if self._pending > self._merged + self.SLACK:
+            self.arrays()
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the merged (ids, values) of this slot."""
+        self._parts = [merge(self._parts)]
+        self._pending = 0
+        self._merged = len(self._parts[0][0])
+        return self._parts[0]
+
+
+class _Buckets(TLRUCache):
+    """Buckets by slot number, each expiring `keep` seconds after its slot ends (event time)."""
+
+    def __init__(
+        self,
+        resolution: int,
+        keep: int,
+        clock: Callable[[], float],
+        on_expire: Callable[[_Buckets, int, Bucket], None],
+    ) -> None:
+        self.resolution = resolution
+        self.keep = keep
+        self._on_expire = on_expire
+        slots = (keep + FUTURE) // resolution + 2
+        super().__init__(maxsize=slots, ttu=self._expires, timer=clock)
+
+    def _expires(self, key: int, _value: Bucket, _now: float) -> float:
+        return (key + 1) * self.resolution + self.keep
+
+    def expire(self, time: float | None = None) -> list[tuple[int, Bucket]]:
+        expired = super().expire(time)
+        for key, bucket in expired:
+            self._on_expire(self, key, bucket)
+        return expired
+
+    def bucket_for(self, key: int, now: float) -> Bucket | None:
+        """Return the bucket of slot `key`, creating it, or None when the slot has expired."""
+        bucket = self.get(key)
+        if bucket is None:
+            if self._expires(key, None, now) <= now:
+                return None
+            bucket = self[key] = Bucket()
+        return bucket
+
+
+class _Window:
+    """Running per-domain totals over the newest `span` slots of one bucket series."""
+
+    def __init__(self, seconds: int, buckets: _Buckets, capacity: int) -> None:
+        self.seconds = seconds
+        self.buckets = buckets
+        self.span = max(1, math.ceil(seconds / buckets.resolution))
+        self.first = 0
+        self.last = -1
+        self.totals = np.zeros((capacity, len(METRICS)), np.int64)
+
+    def covers(self, key: int) -> bool:
+        return self.first <= key <= self.last
+
+    def add(self, ids: np.ndarray, values: np.ndarray, sign: int = 1) -> None:
+        np.add.at(self.totals, ids, values if sign > 0 else -values)
+
+    def grow(self, capacity: int) -> None:
+        extra = np.zeros((capacity - len(self.totals), len(METRICS)), np.int64)
+        self.totals = np.concatenate([self.totals, extra])
+
+    def advance(self, now: float) -> None:
+        """Move the window to end with the slot holding `now`, adding and dropping slots."""
+        last = int(now) // self.buckets.resolution
+        first = last - self.span + 1
+        if last == self.last:
+            return
+        if first > self.last or last < self.last:
+            # A jump past the whole window (or a clock stepped back): start over.
+            self.totals[:] = 0
+            self._apply(range(first, last + 1), 1)
+        else:
+            self._apply(range(self.first, first), -1)
+            self._apply(range(self.last + 1, last + 1), 1)
+        self.first, self.last = first, last
+
+    def _apply(self, keys: Iterable[int], sign: int) -> None:
+        for key in keys:
+            bucket = self.buckets.get(key)
+            if bucket is not None:
+                self.add(*bucket.arrays(), sign=sign)
+
+
+def top_items(
+    values: np.ndarray, limit: int, names: list[str], ids: np.ndarray | None = None
+) -> list[tuple[str, int]]:
+    """Pick the `limit` largest positive values, ties broken by name, as (name, value) pairs."""
+    pos = np.flatnonzero(values > 0)
+    if len(pos) > limit:
+        chosen = values[pos]
+        cut = len(chosen) - limit
+        kth = np.partition(chosen, cut)[cut]
+        ties = pos[chosen == kth]
+        pos = pos[chosen > kth]
+        room = limit - len(pos)
+        if len(ties) > room:
+            key = names.__getitem__ if ids is None else (lambda p: names[ids[p]])
+            ties = np.array(heapq.nsmallest(room, ties.tolist(), key=key), np.intp)
+        pos = np.concatenate([pos, ties])
+    domain_ids = ids[pos] if ids is not None else pos
+    items = [(names[i], v) for i, v in zip(domain_ids.tolist(), values[pos].tolist(), strict=True)]
+    items.sort(key=lambda item: (-item[1], item[0]))
+    return items
+
+
+class MemoryStorage:
+    """Buckets in memory: 1-second slots for the last 10 minutes, 60-second slots for the retention.
+
+    Not thread-safe: under gevent every call runs to completion without yielding.
+    """
+
+    def __init__(self, retention: int = 25 * 3600, clock: Callable[[], float] = time.time) -> None:
+        self.retention = retention
+        self.clock = clock
+        self._names: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._capacity = 1024
+        self.seconds = _Buckets(1, min(SECOND_SPAN, retention), clock, self._expired)
+        self.minutes = _Buckets(MINUTE, retention, clock, self._expired)
+        self.windows = [
+            _Window(p.seconds, self.seconds if p.seconds <= SECOND_SPAN else self.minutes, 1024)
+            for p in PERIODS
+        ]
+
+    def _expired(self, buckets: _Buckets, key: int, bucket: Bucket) -> None:
+        # Only when the retention is shorter than a window: drop what leaves the retention.
+        for window in self.windows:
+            if window.buckets is buckets and window.covers(key):
+                window.add(*bucket.arrays(), sign=-1)
+
+    def _domain_ids(self, names: list[str]) -> np.ndarray:
+        ids = self._ids
+        get = ids.get
+        out = []
+        for name in names:
+            i = get(name)
+            if i is None:
+                i = ids[name] = len(self._names)
+                self._names.append(name)
+            out.append(i)
+        if len(self._names) > self._capacity:
+            self._capacity = max(len(self._names), self._capacity * 3 // 2)
+            for window in self.windows:
+                window.grow(self._capacity)
+        return np.array(out, np.intp)
+
+    def add(self, batches: Sequence[Batch]) -> None:
+        """Apply validated batches (timestamps inside the retention)."""
+        now = self.clock()
+        for batch in batches:
+            if not batch.domains:
+                continue
+            ids = self._domain_ids(batch.domains)
+            values = np.array(batch.values, np.int64).reshape(-1, len(METRICS))
+            for buckets in (self.seconds, self.minutes):
+                key = batch.timestamp // buckets.resolution
+                bucket = buckets.bucket_for(key, now)
+                if bucket is None:
+                    continue
+                bucket.add(ids, values)
+                for window in self.windows:
+                    if window.buckets is buckets and window.covers(key):
+                        window.add(ids, values)
+
+    def _window_for(self, seconds: int) -> tuple[_Buckets, int]:
+        buckets = self.seconds if seconds <= self.seconds.keep else self.minutes
+        return buckets, max(1, math.ceil(seconds / buckets.resolution))
+
+    def top(self, seconds: int, limit: int, by: str) -> TopResult:
+        """Return the top `limit` domains by `by` over the `seconds` ending now."""
+        now = self._sync()
+        column = METRICS.index(by)
+        buckets, span = self._window_for(seconds)
+        last = int(now) // buckets.resolution
+        start = (last - span + 1) * buckets.resolution
+        for window in self.windows:
+            if window.buckets is buckets and window.span == span:
+                values = window.totals[: len(self._names), column]
+                return TopResult(start, now, top_items(values, limit, self._names))
+        parts = [b.arrays() for k in range(last - span + 1, last + 1) if (b := buckets.get(k))]
+        ids, values = merge(parts)
+        return TopResult(start, now, top_items(values[:, column], limit, self._names, ids))
+
+    def maintain(self) -> float:
+        """Expire old buckets and move the standard windows to now; return now."""
+        return self._sync()
+
+    def _sync(self) -> float:
+        now = self.clock()
+        self.seconds.expire(now)
+        self.minutes.expire(now)
+        for window in self.windows:
+            window.advance(now)
+        return now
+
+    def tracked_domains(self) -> int:
+        """Return the number of domains seen inside the retention."""
+        return len(self._names)
+
+    def close(self) -> None:
+        """Nothing to release."""

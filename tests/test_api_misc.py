@@ -1,0 +1,79 @@
+"""Health, metrics, the OpenAPI document and the offline Swagger UI."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import T0
+
+
+def test_health(client, clock):
+    client.post("/domains", json={"timestamp": T0, "a.com": 1})
+    clock.tick(2.5)
+    assert client.get("/health").json == {
+        "status": "ok",
+        "storage": "memory",
+        "tracked_domains": 1,
+        "uptime": 2.5,
+    }
+
+
+def test_metrics_parse_as_prometheus_text(client, rebuild):
+    client.post("/domains", json=[{"timestamp": T0, "a.com": 3, "b.com": 4}, {"timestamp": T0}])
+    rebuild()
+    client.get("/domains/min")
+    response = client.get("/metrics")
+    assert response.content_type.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in family.samples
+    }
+    assert samples[("domainstats_batches_ingested_total", ())] == 2
+    assert samples[("domainstats_clicks_ingested_total", ())] == 7
+    assert samples[("domainstats_domain_entries_ingested_total", ())] == 2
+    assert samples[("domainstats_tracked_domains", ())] == 2
+    assert samples[("domainstats_rebuild_seconds_count", (("period", "min"),))] == 1
+    latency = (
+        "domainstats_request_seconds_count",
+        (
+            (
+                "endpoint",
+                '/domains/<any("min", "minute", "1m", "hour", "1h", "day", "24h", "1d"):period>',
+            ),
+            ("method", "GET"),
+            ("status", "200"),
+        ),
+    )
+    assert samples[latency] == 1
+
+
+def test_openapi_documents_every_endpoint(client):
+    spec = client.get("/openapi.json").json
+    assert set(spec["paths"]) == {
+        "/domains",
+        "/domains/{period}",
+        "/domains/top",
+        "/health",
+        "/metrics",
+    }
+    post = spec["paths"]["/domains"]["post"]
+    assert {"200", "400", "413", "422"} <= set(post["responses"])
+    assert post["requestBody"]["content"]["application/json"]["examples"]
+    period = spec["paths"]["/domains/{period}"]["parameters"]
+    enum = next(p for p in period if p["name"] == "period")["schema"]["enum"]
+    assert set(enum) == {"min", "minute", "1m", "hour", "1h", "day", "24h", "1d"}
+    assert "ClickBatch" in spec["components"]["schemas"]
+
+
+def test_swagger_ui_is_served_offline(client):
+    page = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert assets, page
+    for asset in assets:
+        assert asset.startswith("/docs/static/"), asset
+        with client.get(asset) as response:
+            assert response.status_code == 200
+    assert "http://" not in page and "https://" not in page
