@@ -20,7 +20,7 @@ from api import init_app
 from api.services import Services
 from core.metrics import Metrics
 from core.timeutil import parse_duration
-from storage import create_storage
+from storage import StorageError, create_storage
 
 logger = logging.getLogger("domainstats")
 
@@ -29,7 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",
     "PORT": 5000,
     "DATA_DIR": "./data",
-    "STORAGE_URL": "memory://",
+    "STORAGE_URL": "sqlite://",
+    "FSYNC": "normal",
     "RETENTION": "25h",
     "FUTURE": 300,
     "LOG_LEVEL": "info",
@@ -60,7 +61,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     clock = app.config["CLOCK"]
 
     url = app.config["STORAGE_URL"]
-    storage = create_storage(url, retention=retention, clock=clock)
+    storage = create_storage(
+        url,
+        retention=retention,
+        clock=clock,
+        data_dir=app.config["DATA_DIR"],
+        fsync=app.config["FSYNC"],
+    )
     metrics = Metrics(storage.tracked_domains)
     aggregator = Aggregator(
         storage,
@@ -88,9 +95,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _time_requests(app: Flask, metrics: Metrics) -> None:
+    storage = app.extensions["domainstats"].storage
+
     @app.before_request
-    def _start_timer() -> None:
+    def _count_and_time() -> None:
         g.started = time.perf_counter()
+        # Counted (durably) before handling: /stats is exact even after a kill -9.
+        storage.count_request()
 
     @app.after_request
     def _observe(response: Any) -> Any:
@@ -105,7 +116,9 @@ def _options() -> list[tuple[str, str, type, str]]:
     return [
         ("--host", "HOST", str, "address to listen on"),
         ("--port", "PORT", int, "port to listen on"),
-        ("--data-dir", "DATA_DIR", str, "directory for durable data"),
+        ("--data-dir", "DATA_DIR", str, "directory of the embedded durable store"),
+        ("--storage", "STORAGE_URL", str, "sqlite:// (durable, in --data-dir) or memory://"),
+        ("--fsync", "FSYNC", str, "normal (survives kill -9) or always (also power loss)"),
         ("--retention", "RETENTION", str, "how long clicks are kept, e.g. 25h"),
         ("--max-body", "MAX_CONTENT_LENGTH", int, "largest accepted request body, in bytes"),
         ("--log-level", "LOG_LEVEL", str, "debug, info, warning or error"),
@@ -161,7 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(overrides)
+    try:
+        app = create_app(overrides)
+    except StorageError as exc:
+        logger.error("cannot start: %s", exc)
+        raise SystemExit(1) from None
     serve(app, app.config["HOST"], int(app.config["PORT"]))
 
 

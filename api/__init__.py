@@ -11,9 +11,10 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import AnyConverter
 
-from api import docs, domains, health, metrics
+from api import docs, domains, health, metrics, stats
 from api.errors import summarize
 from api.schemas import ErrorSchema
+from storage import StorageError
 
 
 class OrjsonProvider(JSONProvider):
@@ -46,11 +47,17 @@ def init_app(app: Flask) -> Api:
     """Register the blueprints and the OpenAPI doc on `app`."""
     app.json = OrjsonProvider(app)
     api = Api(app)
+
+    @app.errorhandler(StorageError)
+    def storage_unavailable(error: StorageError) -> tuple[dict, int]:
+        message = f"storage unavailable: {error}"
+        return {"status": "error", "message": message, "errors": {}}, 503
+
     api.register_converter(
         AnyConverter, lambda converter: {"type": "string", "enum": sorted(converter.items)}
     )
     domains.register_components(api.spec)
-    for module in (domains, health, metrics):
+    for module in (domains, stats, health, metrics):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.bp)
     return api

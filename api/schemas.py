@@ -105,6 +105,36 @@ class IngestResultSchema(ma.Schema):
     )
 
 
+class StatsQueryArgsSchema(ma.Schema):
+    """Query arguments of the moving-window counter."""
+
+    window = Duration(
+        load_default=60,
+        metadata={
+            "description": "Window length ending now (1 s up to the retention).",
+            "example": "60s",
+        },
+    )
+
+
+class StatsSchema(ma.Schema):
+    """Requests, clicks and domains of a moving window ending now."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    window = fields.Integer(required=True, metadata={"example": 60})
+    # camelCase as in the movingwindow seed's answer.
+    requestCount = fields.Integer(
+        required=True,
+        metadata={"description": "HTTP requests received in the window, this one included."},
+    )
+    clicks = fields.Integer(
+        required=True, metadata={"description": "Clicks with timestamps in the window."}
+    )
+    domains = fields.Integer(
+        required=True, metadata={"description": "Distinct domains with traffic in the window."}
+    )
+
+
 class HealthSchema(ma.Schema):
     """Liveness and a few vital figures."""
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
+from gevent.event import Event
 
 from aggregation import Aggregator
 from core.metrics import Metrics
@@ -24,6 +25,8 @@ class Services:
     started_at: float
     retention: int
     future: int
+    #: Idempotency keys of requests being committed right now.
+    inflight: dict[str, Event] = field(default_factory=dict)
 
     def close(self) -> None:
         """Stop background work and release the storage."""

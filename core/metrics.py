@@ -20,6 +20,11 @@ class Metrics:
         self.entries = Counter(
             "domainstats_domain_entries_ingested", "Domain entries accepted.", registry=r
         )
+        self.replays = Counter(
+            "domainstats_idempotent_replays",
+            "Retries answered from a stored response (Idempotency-Key).",
+            registry=r,
+        )
         self.rejections = Counter(
             "domainstats_rejections", "Requests rejected, by reason.", ["reason"], registry=r
         )

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from storage.base import Storage, TopResult
+from storage.base import Receipt, Storage, StorageError, TopResult, WindowSummary
 from storage.memory_backend import MemoryStorage
+from storage.sqlite_backend import DurableStorage
 
-__all__ = ["MemoryStorage", "Storage", "TopResult", "create_storage"]
+__all__ = [
+    "DurableStorage",
+    "MemoryStorage",
+    "Receipt",
+    "Storage",
+    "StorageError",
+    "TopResult",
+    "WindowSummary",
+    "create_storage",
+]
 
 
 def create_storage(
-    url: str = "memory://", *, retention: int, clock: Callable[[], float] = time.time
+    url: str,
+    *,
+    retention: int,
+    clock: Callable[[], float] = time.time,
+    data_dir: str | Path = "./data",
+    fsync: str = "normal",
 ) -> Storage:
-    """Build the backend a storage URL names."""
-    scheme = url.partition("://")[0]
+    """Build the backend a storage URL names: `sqlite://` (in `data_dir`) or `memory://`."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "sqlite":
+        return DurableStorage(rest or data_dir, retention=retention, clock=clock, fsync=fsync)
     if scheme == "memory":
         return MemoryStorage(retention=retention, clock=clock)
-    raise ValueError(f"unknown storage URL {url!r} (expected memory://)")
+    raise ValueError(f"unknown storage URL {url!r} (expected sqlite:// or memory://)")

@@ -6,13 +6,14 @@ import heapq
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from cachetools import TLRUCache
 
 from core.model import METRICS, PERIODS, Batch
-from storage.base import TopResult
+from storage.base import Receipt, TopResult, WindowSummary
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,36 @@ def top_items(
     return items
 
 
+class RequestCounter:
+    """HTTP requests per second of arrival, for the last `span` seconds."""
+
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self._stamps = np.full(span, -1, np.int64)
+        self._counts = np.zeros(span, np.int64)
+        self.dirty: set[int] = set()
+
+    def add(self, second: int, count: int = 1) -> None:
+        """Count `count` requests at `second`."""
+        i = second % self.span
+        if self._stamps[i] != second:
+            self._stamps[i] = second
+            self._counts[i] = 0
+        self._counts[i] += count
+        self.dirty.add(second)
+
+    def get(self, second: int) -> int:
+        """Return the count of one second."""
+        i = second % self.span
+        return int(self._counts[i]) if self._stamps[i] == second else 0
+
+    def total(self, now: float, seconds: int) -> int:
+        """Return the requests in the `seconds` ending with the second holding `now`."""
+        last = int(now)
+        inside = (self._stamps > last - seconds) & (self._stamps <= last)
+        return int(self._counts[inside].sum())
+
+
 class MemoryStorage:
     """Buckets in memory: 1-second slots for the last 10 minutes, 60-second slots for the retention.
 
@@ -183,6 +214,10 @@ class MemoryStorage:
             _Window(p.seconds, self.seconds if p.seconds <= SECOND_SPAN else self.minutes, 1024)
             for p in PERIODS
         ]
+        #: (resolution, slot) of buckets changed since the last `take_dirty`.
+        self.dirty: set[tuple[int, int]] = set()
+        self.requests = RequestCounter(retention)
+        self._receipts: OrderedDict[str, Receipt] = OrderedDict()
 
     def _expired(self, buckets: _Buckets, key: int, bucket: Bucket) -> None:
         # Only when the retention is shorter than a window: drop what leaves the retention.
@@ -206,46 +241,99 @@ class MemoryStorage:
                 window.grow(self._capacity)
         return np.array(out, np.intp)
 
-    def add(self, batches: Sequence[Batch]) -> None:
-        """Apply validated batches (timestamps inside the retention)."""
+    def add(self, batches: Sequence[Batch], receipt: Receipt | None = None) -> None:
+        """Apply validated batches (timestamps inside the retention) and remember `receipt`."""
         now = self.clock()
         for batch in batches:
-            if not batch.domains:
+            if batch.domains:
+                ids = self._domain_ids(batch.domains)
+                values = np.array(batch.values, np.int64).reshape(-1, len(METRICS))
+                self._add(batch.timestamp, ids, values, now)
+        if receipt is not None:
+            self._receipts[receipt.key] = receipt
+
+    def _add(self, timestamp: int, ids: np.ndarray, values: np.ndarray, now: float) -> None:
+        for buckets in (self.seconds, self.minutes):
+            key = timestamp // buckets.resolution
+            bucket = buckets.bucket_for(key, now)
+            if bucket is None:
                 continue
-            ids = self._domain_ids(batch.domains)
-            values = np.array(batch.values, np.int64).reshape(-1, len(METRICS))
-            for buckets in (self.seconds, self.minutes):
-                key = batch.timestamp // buckets.resolution
-                bucket = buckets.bucket_for(key, now)
-                if bucket is None:
-                    continue
-                bucket.add(ids, values)
-                for window in self.windows:
-                    if window.buckets is buckets and window.covers(key):
-                        window.add(ids, values)
+            bucket.add(ids, values)
+            self.dirty.add((buckets.resolution, key))
+            for window in self.windows:
+                if window.buckets is buckets and window.covers(key):
+                    window.add(ids, values)
 
-    def _window_for(self, seconds: int) -> tuple[_Buckets, int]:
-        buckets = self.seconds if seconds <= self.seconds.keep else self.minutes
-        return buckets, max(1, math.ceil(seconds / buckets.resolution))
+    def load_bucket(self, resolution: int, slot: int, names: list[str], values: np.ndarray) -> None:
+        """Restore one bucket (from a snapshot) without marking it changed."""
+        buckets = self.seconds if resolution == 1 else self.minutes
+        bucket = buckets.bucket_for(slot, self.clock())
+        if bucket is not None and names:
+            bucket.add(self._domain_ids(names), values)
 
-    def top(self, seconds: int, limit: int, by: str) -> TopResult:
-        """Return the top `limit` domains by `by` over the `seconds` ending now."""
+    def take_dirty(self) -> list[tuple[int, int, list[str] | None, np.ndarray | None]]:
+        """Return the buckets changed since the last call as (resolution, slot, names, values).
+
+        A bucket that has expired since it changed comes with None for names and values.
+        """
+        out = []
+        for resolution, slot in sorted(self.dirty):
+            bucket = (self.seconds if resolution == 1 else self.minutes).get(slot)
+            if bucket is None:
+                out.append((resolution, slot, None, None))
+                continue
+            ids, values = bucket.arrays()
+            names = self._names
+            out.append((resolution, slot, [names[i] for i in ids.tolist()], values))
+        self.dirty.clear()
+        return out
+
+    def receipt(self, key: str) -> Receipt | None:
+        """Return the receipt of an accepted request with this idempotency key, if any."""
+        return self._receipts.get(key)
+
+    def count_request(self) -> None:
+        """Count one HTTP request, now."""
+        self.requests.add(int(self.clock()))
+
+    def request_count(self, seconds: int) -> int:
+        """Return the HTTP requests received in the `seconds` ending now."""
+        return self.requests.total(self.clock(), seconds)
+
+    def _window_values(self, seconds: int) -> tuple[int, float, np.ndarray, np.ndarray | None]:
+        """Return (start, now, per-domain values, their ids or None for all domains)."""
         now = self._sync()
-        column = METRICS.index(by)
-        buckets, span = self._window_for(seconds)
+        buckets = self.seconds if seconds <= self.seconds.keep else self.minutes
+        span = max(1, math.ceil(seconds / buckets.resolution))
         last = int(now) // buckets.resolution
         start = (last - span + 1) * buckets.resolution
         for window in self.windows:
             if window.buckets is buckets and window.span == span:
-                values = window.totals[: len(self._names), column]
-                return TopResult(start, now, top_items(values, limit, self._names))
+                return start, now, window.totals[: len(self._names)], None
         parts = [b.arrays() for k in range(last - span + 1, last + 1) if (b := buckets.get(k))]
         ids, values = merge(parts)
-        return TopResult(start, now, top_items(values[:, column], limit, self._names, ids))
+        return start, now, values, ids
+
+    def top(self, seconds: int, limit: int, by: str) -> TopResult:
+        """Return the top `limit` domains by `by` over the `seconds` ending now."""
+        start, now, values, ids = self._window_values(seconds)
+        column = values[:, METRICS.index(by)]
+        return TopResult(start, now, top_items(column, limit, self._names, ids))
+
+    def summary(self, seconds: int) -> WindowSummary:
+        """Return the clicks and the distinct active domains of the `seconds` ending now."""
+        _, _, values, _ = self._window_values(seconds)
+        return WindowSummary(
+            clicks=int(values[:, 0].sum()), domains=int(np.count_nonzero(values.any(axis=1)))
+        )
 
     def maintain(self) -> float:
-        """Expire old buckets and move the standard windows to now; return now."""
-        return self._sync()
+        """Expire old buckets and receipts, move the standard windows to now; return now."""
+        now = self._sync()
+        receipts = self._receipts
+        while receipts and next(iter(receipts.values())).created < now - self.retention:
+            receipts.popitem(last=False)
+        return now
 
     def _sync(self) -> float:
         now = self.clock()

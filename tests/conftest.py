@@ -28,14 +28,16 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def app(clock, tmp_path):
+@pytest.fixture(params=["sqlite://", "memory://"])
+def app(request, clock, tmp_path):
+    """The app on each storage backend."""
     app = create_app(
         {
             "TESTING": True,
             "CLOCK": clock,
             "START_BACKGROUND": False,
             "DATA_DIR": str(tmp_path / "data"),
+            "STORAGE_URL": request.param,
         }
     )
     yield app

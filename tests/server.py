@@ -9,8 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,14 +36,18 @@ class ServerProcess:
             )
 
     def wait_ready(self, timeout: float = 60) -> ServerProcess:
+        """Wait until the port accepts connections (the store is restored before it listens).
+
+        A TCP connect, not an HTTP request, so that /stats request counts stay the test's own.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.output()}")
             try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"server not ready after {timeout} s: {self.output()}")

@@ -9,12 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import T0
 
 
-def test_health(client, clock):
+def test_health(app, client, clock):
     client.post("/domains", json={"timestamp": T0, "a.com": 1})
     clock.tick(2.5)
     assert client.get("/health").json == {
         "status": "ok",
-        "storage": "memory",
+        "storage": app.config["STORAGE_URL"].partition(":")[0],
         "tracked_domains": 1,
         "uptime": 2.5,
     }
@@ -56,6 +56,7 @@ def test_openapi_documents_every_endpoint(client):
         "/domains",
         "/domains/{period}",
         "/domains/top",
+        "/stats",
         "/health",
         "/metrics",
     }

@@ -1,0 +1,32 @@
+"""GET /stats: the moving-window counter (requests, clicks, domains), exact across restarts."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from api.schemas import StatsQueryArgsSchema, StatsSchema
+from api.services import services
+
+blp = Blueprint("stats", __name__, description="Moving-window counters.")
+
+
+@blp.route("/stats")
+class Stats(MethodView):
+    @blp.arguments(StatsQueryArgsSchema, location="query")
+    @blp.response(200, StatsSchema)
+    def get(self, args: dict) -> dict:
+        """Count the requests this server received, and the clicks and domains, in the window."""
+        svc = services()
+        window = args["window"]
+        if not 1 <= window <= svc.retention:
+            message = f"window must be from 1 s to the retention ({svc.retention} s)"
+            abort(422, message=message, errors={"query": {"window": [message]}})
+        summary = svc.storage.summary(window)
+        return {
+            "status": "ok",
+            "window": window,
+            "requestCount": svc.storage.request_count(window),
+            "clicks": summary.clicks,
+            "domains": summary.domains,
+        }
