@@ -2,15 +2,7 @@
 # Install what the tests need, then run the linters and the whole suite. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-stamp=".venv/.installed-dev-$(cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)"
-if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-  rm -f .venv/.installed-dev-*
-  touch "$stamp"
-fi
+scripts/ensure_venv.sh requirements-dev.txt
 # curl is what send_domains_stats.sh posts with.
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null

@@ -179,10 +179,7 @@ class WindowTop(MethodView):
     def get(self, args: dict) -> Response:
         """Top domains of any window from 1 s to the retention, computed on request."""
         svc = services()
-        window = args["window"]
-        if not 1 <= window <= svc.retention:
-            message = f"window must be from 1 s to the retention ({svc.retention} s)"
-            abort(422, message=message, errors={"query": {"window": [message]}})
+        window = svc.window(args["window"])
         result = svc.storage.top(window, args["limit"], args["by"])
         ready = Ready(args["by"], result.start, result.end, result.end, result.items)
         return _top_response(ready, request.args["window"], window, args["limit"])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
+from flask_smorest import abort
 from gevent.event import Event
 
 from aggregation import Aggregator
@@ -27,6 +28,13 @@ class Services:
     future: int
     #: Idempotency keys of requests being committed right now.
     inflight: dict[str, Event] = field(default_factory=dict)
+
+    def window(self, seconds: int) -> int:
+        """Return `seconds` if it is a window this service can answer, else abort with 422."""
+        if not 1 <= seconds <= self.retention:
+            message = f"window must be from 1 s to the retention ({self.retention} s)"
+            abort(422, message=message, errors={"query": {"window": [message]}})
+        return seconds
 
     def close(self) -> None:
         """Stop background work and release the storage."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 
 from api.schemas import StatsQueryArgsSchema, StatsSchema
 from api.services import services
@@ -18,10 +18,7 @@ class Stats(MethodView):
     def get(self, args: dict) -> dict:
         """Count the requests this server received, and the clicks and domains, in the window."""
         svc = services()
-        window = args["window"]
-        if not 1 <= window <= svc.retention:
-            message = f"window must be from 1 s to the retention ({svc.retention} s)"
-            abort(422, message=message, errors={"query": {"window": [message]}})
+        window = svc.window(args["window"])
         summary = svc.storage.summary(window)
         return {
             "status": "ok",
