@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import gevent
-from flask import Flask, g, request
+from flask import Flask
 from gevent.pywsgi import WSGIServer
 
 from aggregation import Aggregator
 from api import init_app
+from api.fastpath import Accounting, FastPath
 from api.services import Services
 from core.metrics import Metrics
 from core.timeutil import parse_duration
@@ -77,7 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         top_k=int(app.config["TOP_K"]),
         metrics=metrics,
     )
-    app.extensions["domainstats"] = Services(
+    app.extensions["domainstats"] = services = Services(
         storage=storage,
         storage_name=url.partition("://")[0],
         aggregator=aggregator,
@@ -88,28 +89,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         future=int(app.config["FUTURE"]),
     )
     init_app(app)
-    _time_requests(app, metrics)
+    app.wsgi_app = Accounting(FastPath(app.wsgi_app, services, app.config), services)
     if app.config["START_BACKGROUND"]:
         aggregator.start()
     return app
-
-
-def _time_requests(app: Flask, metrics: Metrics) -> None:
-    storage = app.extensions["domainstats"].storage
-
-    @app.before_request
-    def _count_and_time() -> None:
-        g.started = time.perf_counter()
-        # Counted (durably) before handling: /stats is exact even after a kill -9.
-        storage.count_request()
-
-    @app.after_request
-    def _observe(response: Any) -> Any:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.request_seconds.labels(request.method, endpoint, response.status_code).observe(
-            time.perf_counter() - g.get("started", time.perf_counter())
-        )
-        return response
 
 
 def _options() -> list[tuple[str, str, type, str]]:
@@ -143,17 +126,19 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     return {key: value for key, value in args.items() if value is not None}
 
 
+class NoDelayWSGIServer(WSGIServer):
+    """gevent's WSGI server with TCP_NODELAY on every accepted socket."""
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        # pywsgi writes headers and body separately: without TCP_NODELAY each
+        # keep-alive response waits ~40 ms on delayed ACKs.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
+
+
 def serve(app: Flask, host: str, port: int) -> None:
     """Serve `app` with gevent's WSGI server until SIGTERM or SIGINT."""
-
-    class Server(WSGIServer):
-        def handle(self, sock: socket.socket, address: Any) -> None:
-            # pywsgi writes headers and body separately: without TCP_NODELAY each
-            # keep-alive response waits ~40 ms on delayed ACKs.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().handle(sock, address)
-
-    server = Server(
+    server = NoDelayWSGIServer(
         (host, port),
         app,
         log=logging.getLogger("domainstats.access"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gevent
 
@@ -25,6 +25,8 @@ class Ready:
     end: float
     updated_at: float
     items: list[tuple[str, int]]
+    #: Serialised answers, by (period name, limit): built once per rebuild, then reused.
+    bodies: dict[tuple[str, int], bytes] = field(default_factory=dict, compare=False)
 
 
 class Aggregator:

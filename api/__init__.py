@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import flask_smorest
 import orjson
-from flask import Flask
+from flask import Flask, request
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import AnyConverter
 
 from api import docs, domains, health, metrics, stats
-from api.errors import summarize
+from api.errors import error_payload, summarize
+from api.fastpath import ENDPOINT_KEY
 from api.schemas import ErrorSchema
 from storage import StorageError
+
+_RULE_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
 class OrjsonProvider(JSONProvider):
@@ -36,7 +40,7 @@ class Api(flask_smorest.Api):
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages") or {}
         message = data.get("message") or (summarize(errors) if errors else error.description)
-        payload = {"status": "error", "message": message, "errors": errors}
+        payload = error_payload(message, errors)
         headers = dict(data.get("headers") or {})
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))
@@ -48,10 +52,16 @@ def init_app(app: Flask) -> Api:
     app.json = OrjsonProvider(app)
     api = Api(app)
 
+    @app.before_request
+    def _label_endpoint() -> None:
+        rule = request.url_rule
+        # "/domains/<any(...):period>" -> "/domains/{period}", as in the OpenAPI paths.
+        label = _RULE_ARGUMENT.sub(r"{\1}", rule.rule) if rule else "unmatched"
+        request.environ[ENDPOINT_KEY] = label
+
     @app.errorhandler(StorageError)
     def storage_unavailable(error: StorageError) -> tuple[dict, int]:
-        message = f"storage unavailable: {error}"
-        return {"status": "error", "message": message, "errors": {}}, 503
+        return error_payload(f"storage unavailable: {error}", {}), 503
 
     api.register_converter(
         AnyConverter, lambda converter: {"type": "string", "enum": sorted(converter.items)}

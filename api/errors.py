@@ -14,3 +14,8 @@ def summarize(errors: dict[str, Any], prefix: str = "") -> str:
         text = f"{prefix}{key}: {first[0]}"
     more = len(errors) - 1
     return f"{text} (and {more} more)" if more and not prefix else text
+
+
+def error_payload(message: str, errors: dict[str, Any]) -> dict[str, Any]:
+    """Return the one JSON error shape of every endpoint."""
+    return {"status": "error", "message": message, "errors": errors}

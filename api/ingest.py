@@ -75,29 +75,36 @@ def _batch(item: Any, earliest: int, latest: int) -> Batch:
             f"{timestamp} is too far in the future: the latest accepted is "
             f"{latest} ({isoformat(latest)})"
         ]
-    counts: dict[str, list[int]] = {}
+    names: list[str] = []
+    values: list[int] = []
+    position: dict[str, int] = {}
     for key, value in item.items():
         if key == "timestamp":
             continue
         try:
             name = normalize_domain(key)
-            clicks, bytes_in, bytes_out = _values(value)
+            # The common case inline: this loop runs once per domain of every batch.
+            if type(value) is int and 0 <= value <= MAX_COUNT:
+                triple: tuple[int, ...] = (value, 0, 0)
+            else:
+                triple = _values(value)
         except ValueError as exc:
             errors[key] = [str(exc)]
             continue
-        seen = counts.get(name)
-        if seen is None:
-            counts[name] = [clicks, bytes_in, bytes_out]
+        at = position.get(name)
+        if at is None:
+            position[name] = len(names)
+            names.append(name)
+            values += triple
         else:
             # Two spellings of one domain ("A.com", "a.com.") add up.
-            seen[0] += clicks
-            seen[1] += bytes_in
-            seen[2] += bytes_out
-            if max(seen) > MAX_COUNT:
+            for i in range(3):
+                values[3 * at + i] += triple[i]
+            if max(values[3 * at : 3 * at + 3]) > MAX_COUNT:
                 errors[key] = [f"the counts of {name} add up to more than {MAX_COUNT}"]
     if errors:
         raise InvalidBatch(errors)
-    return Batch(timestamp, list(counts), [v for triple in counts.values() for v in triple])
+    return Batch(timestamp, names, values)
 
 
 def parse_batches(payload: Any, *, now: float, retention: int, future: int) -> list[Batch]:

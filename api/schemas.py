@@ -11,6 +11,7 @@ from core.model import MAX_COUNT, METRICS
 from core.timeutil import parse_duration
 
 DURATION_PATTERN = r"^\d+[smhd]?$"
+MAX_LIMIT = 1000
 
 
 class ErrorSchema(ma.Schema):
@@ -43,7 +44,7 @@ class TopQueryArgsSchema(ma.Schema):
 
     limit = fields.Integer(
         load_default=10,
-        validate=validate.Range(1, 1000),
+        validate=validate.Range(1, MAX_LIMIT),
         metadata={"description": "How many domains to return (1 to 1000)."},
     )
     by = fields.String(

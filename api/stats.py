@@ -13,7 +13,7 @@ blp = Blueprint("stats", __name__, description="Moving-window counters.")
 
 @blp.route("/stats")
 class Stats(MethodView):
-    @blp.arguments(StatsQueryArgsSchema, location="query")
+    @blp.arguments(StatsQueryArgsSchema(), location="query")
     @blp.response(200, StatsSchema)
     def get(self, args: dict) -> dict:
         """Count the requests this server received, and the clicks and domains, in the window."""

@@ -5,8 +5,8 @@ of concurrent requests into one transaction. Every `checkpoint_interval` the buc
 since the last checkpoint are written as rows and the log they cover is deleted, so recovery
 reads at most the retention's buckets plus a few seconds of log, however long the server ran.
 
-HTTP request counts go to an append-only file (a 4-byte second per request, written before
-the request is handled) and are folded into a table at each checkpoint.
+HTTP request counts live in a memory-mapped ring file, (second, count) per slot, written as
+each request arrives: the page cache keeps them through a kill -9 without a system call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import fcntl
 import logging
 import os
 import sqlite3
-import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from gevent.threadpool import ThreadPool
 
 from core.model import METRICS, Batch
 from storage.base import Receipt, StorageError, TopResult, WindowSummary
-from storage.memory_backend import MemoryStorage
+from storage.memory_backend import MemoryStorage, RequestCounter
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +44,8 @@ CREATE TABLE IF NOT EXISTS receipts (
     key TEXT PRIMARY KEY, created INTEGER NOT NULL, digest BLOB NOT NULL,
     response BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created);
-CREATE TABLE IF NOT EXISTS requests (second INTEGER PRIMARY KEY, count INTEGER NOT NULL);
 """
-_SECOND = struct.Struct("<I")
+REQUESTS_NAME = "requests.ring"
 
 
 def _encode(batches: Sequence[Batch]) -> bytes:
@@ -114,14 +112,14 @@ class DurableStorage:
         clock: Callable[[], float] = time.time,
         fsync: str = "normal",
         checkpoint_interval: float = 10.0,
-        checkpoint_rows: int = 20000,
+        checkpoint_requests: int = 20000,
     ) -> None:
         if fsync not in ("normal", "always"):
             raise ValueError("fsync must be 'normal' or 'always'")
         self.retention = retention
         self.clock = clock
         self.checkpoint_interval = checkpoint_interval
-        self.checkpoint_rows = checkpoint_rows
+        self.checkpoint_requests = checkpoint_requests
         self.memory = MemoryStorage(retention=retention, clock=clock)
         self.dir = Path(data_dir)
         try:
@@ -135,12 +133,15 @@ class DurableStorage:
         except BaseException:
             os.close(self._lock_fd)
             raise
+        # Checkpoints always run in a thread. Commits too when they wait for the disk
+        # (fsync=always); otherwise a commit is a WAL append, cheaper than a thread hop.
         self._pool = ThreadPool(1)
+        self._commit_in_thread = fsync == "always"
         self._pending: list[tuple[list[Batch], Receipt | None, AsyncResult]] = []
         self._wake = Event()
         self._writer: gevent.Greenlet | None = None
         self._last_checkpoint = time.monotonic()
-        self._rows_since_checkpoint = 0
+        self._requests_since_checkpoint = 0
         self._closed = False
 
     # Recovery -------------------------------------------------------------------------
@@ -172,24 +173,7 @@ class DurableStorage:
             (earliest,),
         ):
             memory.add([], Receipt(*row))
-        for second, count in db.execute(
-            "SELECT second, count FROM requests WHERE second >= ?", (earliest,)
-        ):
-            memory.requests.add(second, count)
-        self._request_seq = self._meta("requests_seq")
-        for path in sorted(self.dir.glob("requests-*.log")):
-            seq = int(path.stem.partition("-")[2])
-            if seq < self._request_seq:
-                path.unlink()  # folded by a checkpoint that committed before a crash
-                continue
-            data = path.read_bytes()
-            usable = len(data) - len(data) % _SECOND.size  # a torn last write is dropped
-            for (second,) in _SECOND.iter_unpack(data[:usable]):
-                memory.requests.add(second)
-            self._request_seq = max(self._request_seq, seq)
-        memory.requests.dirty.clear()
-        self._request_seq += 1
-        self._requests_fd = self._open_request_log(self._request_seq)
+        memory.requests = self._request_ring()
         logger.info(
             "restored %d buckets, %d domains and %d logged batches from %s in %.3f s",
             buckets,
@@ -199,9 +183,22 @@ class DurableStorage:
             time.perf_counter() - started,
         )
 
-    def _open_request_log(self, seq: int) -> int:
-        path = self.dir / f"requests-{seq:08d}.log"
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    def _request_ring(self) -> RequestCounter:
+        """Map the request-count ring, carrying counts over if the retention changed."""
+        path = self.dir / REQUESTS_NAME
+        span = self.memory.requests.span
+        old = None
+        if path.exists() and path.stat().st_size != span * 16:
+            old = np.fromfile(path, np.int64).reshape(-1, 2)
+            path.unlink()
+        if not path.exists():
+            with open(path, "wb") as f:
+                np.full((span, 2), -1, np.int64).tofile(f)
+        counter = RequestCounter(span, np.memmap(path, np.int64, "r+", shape=(span, 2)))
+        for second, count in old if old is not None else ():
+            if second >= 0:
+                counter.add(int(second), int(count))
+        return counter
 
     # Writes ---------------------------------------------------------------------------
 
@@ -225,7 +222,7 @@ class DurableStorage:
                 if self._closed:
                     return
                 due = time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
-                if due or self._rows_since_checkpoint >= self.checkpoint_rows:
+                if due or self._requests_since_checkpoint >= self.checkpoint_requests:
                     self.checkpoint()
             except Exception:
                 # Logged and retried on the next round: the writer must outlive any error.
@@ -234,30 +231,33 @@ class DurableStorage:
     def _write_pending(self) -> None:
         while self._pending:
             group, self._pending = self._pending, []
-            first = self._log_id + 1
-            rows = [(first + i, _encode(batches)) for i, (batches, _, _) in enumerate(group)]
+            # One log row per group: the batches of every request committed together.
+            row = (self._log_id + 1, _encode([b for batches, _, _ in group for b in batches]))
             receipts = [
                 (r.key, r.created, r.digest, r.response) for _, r, _ in group if r is not None
             ]
             try:
-                self._pool.apply(self._commit, (rows, receipts))
+                if self._commit_in_thread:
+                    self._pool.apply(self._commit, (row, receipts))
+                else:
+                    self._commit(row, receipts)
             except Exception as exc:
                 logger.exception("committing %d batches failed", len(group))
                 error = StorageError(f"could not store the batch: {exc}")
                 for _, _, done in group:
                     done.set_exception(error)
                 continue
-            self._log_id = rows[-1][0]
-            self._rows_since_checkpoint += len(rows)
+            self._log_id = row[0]
+            self._requests_since_checkpoint += len(group)
             for batches, receipt, done in group:
                 self.memory.add(batches, receipt)
                 done.set(None)
 
-    def _commit(self, rows: list[tuple[int, bytes]], receipts: list[tuple]) -> None:
+    def _commit(self, row: tuple[int, bytes], receipts: list[tuple]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO log (id, body) VALUES (?, ?)", rows)
+            db.execute("INSERT INTO log (id, body) VALUES (?, ?)", row)
             db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", receipts)
             db.execute("COMMIT")
         except BaseException:
@@ -265,18 +265,10 @@ class DurableStorage:
             raise
 
     def checkpoint(self) -> None:
-        """Write changed buckets and request counts as rows and drop the log they cover."""
-        # Taken without yielding, so the snapshot is exactly the log up to self._log_id and
-        # the request counts up to the file being closed.
+        """Write the changed buckets as rows and drop the log they cover."""
+        # Taken without yielding, so the snapshot is exactly the log up to self._log_id.
         now = self.clock()
         dirty = self.memory.take_dirty()
-        requests = self.memory.requests
-        counts = [(second, requests.get(second)) for second in sorted(requests.dirty)]
-        requests.dirty.clear()
-        old_fd = self._requests_fd
-        self._request_seq += 1
-        self._requests_fd = self._open_request_log(self._request_seq)
-        os.close(old_fd)
         log_id = self._log_id
         upserts = [
             (res, slot, "\n".join(names).encode(), values.tobytes())
@@ -288,21 +280,17 @@ class DurableStorage:
         try:
             self._pool.apply(
                 self._write_checkpoint,
-                (upserts, deletes, horizon, counts, log_id, self._request_seq, int(now)),
+                (upserts, deletes, horizon, log_id, int(now)),
             )
         except BaseException:
-            # Nothing was written: the log and the old request files still hold it all, and
-            # the next checkpoint must write these buckets and counts again.
+            # Nothing was written: the log still holds it all, and the next checkpoint must
+            # write these buckets again.
             self.memory.dirty.update((res, slot) for res, slot, _, _ in dirty)
-            requests.dirty.update(second for second, _ in counts)
             raise
-        for path in self.dir.glob("requests-*.log"):
-            if int(path.stem.partition("-")[2]) < self._request_seq:
-                path.unlink()
         self._last_checkpoint = time.monotonic()
-        self._rows_since_checkpoint = 0
+        self._requests_since_checkpoint = 0
 
-    def _write_checkpoint(self, upserts, deletes, horizon, counts, log_id, seq, now) -> None:
+    def _write_checkpoint(self, upserts, deletes, horizon, log_id, now) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -313,23 +301,16 @@ class DurableStorage:
                     "DELETE FROM buckets WHERE resolution = ? AND slot < ?", (resolution, oldest)
                 )
             db.execute("DELETE FROM log WHERE id <= ?", (log_id,))
-            db.executemany("INSERT OR REPLACE INTO requests VALUES (?, ?)", counts)
-            db.execute("DELETE FROM requests WHERE second < ?", (now - self.retention,))
             db.execute("DELETE FROM receipts WHERE created < ?", (now - self.retention,))
-            db.executemany(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                [("snapshot_log_id", log_id), ("requests_seq", seq)],
-            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_log_id', ?)", (log_id,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
     def count_request(self) -> None:
-        """Count one request: appended to the request log before the request is handled."""
-        second = int(self.clock())
-        os.write(self._requests_fd, _SECOND.pack(second))
-        self.memory.requests.add(second)
+        """Count one request, in the mapped ring, before the request is handled."""
+        self.memory.count_request()
 
     # Reads and housekeeping: the memory answers --------------------------------------
 
@@ -361,7 +342,7 @@ class DurableStorage:
             self._writer.join()
         self._write_pending()
         self.checkpoint()
-        os.close(self._requests_fd)
+        self.memory.requests.ring.flush()
         self._pool.kill()
         self._db.close()
         os.close(self._lock_fd)
