@@ -14,6 +14,7 @@ from typing import Any
 import gevent
 from flask import Flask
 from gevent.pywsgi import WSGIServer
+from gevent.threadpool import ThreadPool
 
 from aggregation import Aggregator
 from api import init_app
@@ -77,6 +78,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         slow_interval=float(app.config["SLOW_REBUILD_INTERVAL"]),
         top_k=int(app.config["TOP_K"]),
         metrics=metrics,
+        # Ranking a million domains takes milliseconds that requests should not wait for.
+        offload=ThreadPool(1).apply if app.config["START_BACKGROUND"] else None,
     )
     app.extensions["domainstats"] = services = Services(
         storage=storage,

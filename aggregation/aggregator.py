@@ -11,7 +11,7 @@ import gevent
 
 from core.metrics import Metrics
 from core.model import METRICS, PERIODS, Period
-from storage.base import Storage
+from storage.base import Offload, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Aggregator:
         slow_interval: float = 5.0,
         top_k: int = 1000,
         metrics: Metrics | None = None,
+        offload: Offload | None = None,
     ) -> None:
         self.storage = storage
         self.clock = clock
@@ -48,6 +49,7 @@ class Aggregator:
         self.slow_interval = slow_interval
         self.top_k = top_k
         self.metrics = metrics
+        self.offload = offload
         self._ready: dict[tuple[str, str], Ready] = {}
         self._built_at: dict[str, float] = {}
         self._greenlet: gevent.Greenlet | None = None
@@ -80,7 +82,7 @@ class Aggregator:
     def _rebuild(self, period: Period, now: float) -> None:
         started = time.perf_counter()
         for by in METRICS:
-            result = self.storage.top(period.seconds, self.top_k, by)
+            result = self.storage.top(period.seconds, self.top_k, by, self.offload)
             self._ready[(period.name, by)] = Ready(by, result.start, result.end, now, result.items)
         self._built_at[period.name] = now
         if self.metrics:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.model import Batch
+
+#: Runs `func(*args)` somewhere else and returns its result: `ThreadPool.apply`, say.
+Offload = Callable[[Callable[..., Any], tuple], Any]
 
 
 class StorageError(Exception):
@@ -51,8 +54,11 @@ class Storage(Protocol):
     def receipt(self, key: str) -> Receipt | None:
         """Return the receipt kept for an idempotency key."""
 
-    def top(self, seconds: int, limit: int, by: str) -> TopResult:
-        """Return the `limit` domains with the most `by` in the `seconds` ending now."""
+    def top(self, seconds: int, limit: int, by: str, offload: Offload | None = None) -> TopResult:
+        """Return the `limit` domains with the most `by` in the `seconds` ending now.
+
+        `offload`, when given, runs the expensive ranking (so it need not hold the event loop).
+        """
 
     def summary(self, seconds: int) -> WindowSummary:
         """Return the clicks and distinct domains in the `seconds` ending now."""

@@ -13,7 +13,7 @@ import numpy as np
 from cachetools import TLRUCache
 
 from core.model import METRICS, PERIODS, Batch
-from storage.base import Receipt, TopResult, WindowSummary
+from storage.base import Offload, Receipt, TopResult, WindowSummary
 
 logger = logging.getLogger(__name__)
 
@@ -110,17 +110,18 @@ class _Window:
         self.span = max(1, math.ceil(seconds / buckets.resolution))
         self.first = 0
         self.last = -1
-        self.totals = np.zeros((capacity, len(METRICS)), np.int64)
+        # Metric-major, so that one metric of all domains is contiguous for ranking.
+        self.totals = np.zeros((len(METRICS), capacity), np.int64)
 
     def covers(self, key: int) -> bool:
         return self.first <= key <= self.last
 
     def add(self, ids: np.ndarray, values: np.ndarray, sign: int = 1) -> None:
-        np.add.at(self.totals, ids, values if sign > 0 else -values)
+        np.add.at(self.totals.T, ids, values if sign > 0 else -values)
 
     def grow(self, capacity: int) -> None:
-        extra = np.zeros((capacity - len(self.totals), len(METRICS)), np.int64)
-        self.totals = np.concatenate([self.totals, extra])
+        extra = np.zeros((len(METRICS), capacity - self.totals.shape[1]), np.int64)
+        self.totals = np.concatenate([self.totals, extra], axis=1)
 
     def advance(self, now: float) -> None:
         """Move the window to end with the slot holding `now`, adding and dropping slots."""
@@ -144,22 +145,41 @@ class _Window:
                 self.add(*bucket.arrays(), sign=sign)
 
 
+def name_key(name: str) -> int:
+    """Return a number that orders like the name's first 8 bytes (names are ASCII)."""
+    return int.from_bytes(name[:8].encode().ljust(8, b"\0"), "big")
+
+
 def top_items(
-    values: np.ndarray, limit: int, names: list[str], ids: np.ndarray | None = None
+    values: np.ndarray,
+    limit: int,
+    names: list[str],
+    keys: np.ndarray,
+    ids: np.ndarray | None = None,
 ) -> list[tuple[str, int]]:
-    """Pick the `limit` largest positive values, ties broken by name, as (name, value) pairs."""
-    pos = np.flatnonzero(values > 0)
-    if len(pos) > limit:
-        chosen = values[pos]
-        cut = len(chosen) - limit
-        kth = np.partition(chosen, cut)[cut]
-        ties = pos[chosen == kth]
-        pos = pos[chosen > kth]
-        room = limit - len(pos)
-        if len(ties) > room:
-            key = names.__getitem__ if ids is None else (lambda p: names[ids[p]])
-            ties = np.array(heapq.nsmallest(room, ties.tolist(), key=key), np.intp)
-        pos = np.concatenate([pos, ties])
+    """Pick the `limit` largest positive values, ties broken by name, as (name, value) pairs.
+
+    `values[p]` belongs to domain `ids[p]` (or `p` without ids), whose `name_key` is in `keys`.
+    Costs O(len(values)) in numpy, plus the names of the ties at the cut that share a key.
+    """
+    if len(values) > limit:
+        cut = len(values) - limit
+        pos = np.argpartition(values, cut)[cut:]
+        kth = values[pos].min()
+        if kth > 0 and np.count_nonzero(values == kth) > np.count_nonzero(values[pos] == kth):
+            # Ties at the cut reach outside the chosen ones: take the first names among them.
+            ties = np.flatnonzero(values == kth)
+            pos = pos[values[pos] > kth]
+            room = limit - len(pos)
+            tie_keys = keys[ties if ids is None else ids[ties]]
+            last = np.partition(tie_keys, room - 1)[room - 1]
+            ties = ties[tie_keys <= last]  # every name that can come first, and a few more
+            name = names.__getitem__ if ids is None else (lambda p: names[ids[p]])
+            ties = np.array(heapq.nsmallest(room, ties.tolist(), key=name), np.intp)
+            pos = np.concatenate([pos, ties])
+    else:
+        pos = np.arange(len(values))
+    pos = pos[values[pos] > 0]
     domain_ids = ids[pos] if ids is not None else pos
     items = [(names[i], v) for i, v in zip(domain_ids.tolist(), values[pos].tolist(), strict=True)]
     items.sort(key=lambda item: (-item[1], item[0]))
@@ -210,6 +230,7 @@ class MemoryStorage:
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
         self._capacity = 1024
+        self._keys = np.zeros(self._capacity, np.uint64)
         self.seconds = _Buckets(1, min(SECOND_SPAN, retention), clock, self._expired)
         self.minutes = _Buckets(MINUTE, retention, clock, self._expired)
         self.windows = [
@@ -231,14 +252,21 @@ class MemoryStorage:
         ids = self._ids
         out = list(map(ids.get, names))
         if None in out:
+            fresh = []
             for at, name in enumerate(names):
                 if out[at] is None:
                     out[at] = ids[name] = len(self._names)
                     self._names.append(name)
-        if len(self._names) > self._capacity:
-            self._capacity = max(len(self._names), self._capacity * 3 // 2)
-            for window in self.windows:
-                window.grow(self._capacity)
+                    fresh.append(name)
+            if len(self._names) > self._capacity:
+                self._capacity = max(len(self._names), self._capacity * 3 // 2)
+                for window in self.windows:
+                    window.grow(self._capacity)
+                self._keys = np.concatenate(
+                    [self._keys, np.zeros(self._capacity - len(self._keys), np.uint64)]
+                )
+            first = len(self._names) - len(fresh)
+            self._keys[first : len(self._names)] = [name_key(n) for n in fresh]
         return np.array(out, np.intp)
 
     def add(self, batches: Sequence[Batch], receipt: Receipt | None = None) -> None:
@@ -309,16 +337,23 @@ class MemoryStorage:
         start = (last - span + 1) * buckets.resolution
         for window in self.windows:
             if window.buckets is buckets and window.span == span:
-                return start, now, window.totals[: len(self._names)], None
+                return start, now, window.totals[:, : len(self._names)].T, None
         parts = [b.arrays() for k in range(last - span + 1, last + 1) if (b := buckets.get(k))]
         ids, values = merge(parts)
         return start, now, values, ids
 
-    def top(self, seconds: int, limit: int, by: str) -> TopResult:
-        """Return the top `limit` domains by `by` over the `seconds` ending now."""
+    def top(self, seconds: int, limit: int, by: str, offload: Offload | None = None) -> TopResult:
+        """Return the top `limit` domains by `by` over the `seconds` ending now.
+
+        With `offload` (a thread pool's `apply`, say) the ranking runs there, on a copy.
+        """
         start, now, values, ids = self._window_values(seconds)
         column = values[:, METRICS.index(by)]
-        return TopResult(start, now, top_items(column, limit, self._names, ids))
+        if offload is None:
+            items = top_items(column, limit, self._names, self._keys, ids)
+        else:
+            items = offload(top_items, (column.copy(), limit, self._names, self._keys, ids))
+        return TopResult(start, now, items)
 
     def summary(self, seconds: int) -> WindowSummary:
         """Return the clicks and the distinct active domains of the `seconds` ending now."""

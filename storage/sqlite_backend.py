@@ -26,7 +26,7 @@ from gevent.event import AsyncResult, Event
 from gevent.threadpool import ThreadPool
 
 from core.model import METRICS, Batch
-from storage.base import Receipt, StorageError, TopResult, WindowSummary
+from storage.base import Offload, Receipt, StorageError, TopResult, WindowSummary
 from storage.memory_backend import MemoryStorage, RequestCounter
 
 logger = logging.getLogger(__name__)
@@ -317,8 +317,8 @@ class DurableStorage:
     def receipt(self, key: str) -> Receipt | None:
         return self.memory.receipt(key)
 
-    def top(self, seconds: int, limit: int, by: str) -> TopResult:
-        return self.memory.top(seconds, limit, by)
+    def top(self, seconds: int, limit: int, by: str, offload: Offload | None = None) -> TopResult:
+        return self.memory.top(seconds, limit, by, offload)
 
     def summary(self, seconds: int) -> WindowSummary:
         return self.memory.summary(seconds)

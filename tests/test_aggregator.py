@@ -59,10 +59,10 @@ def test_top_k_bounds_what_is_kept(store, clock):
 class Flaky(MemoryStorage):
     """A store whose hour window and housekeeping are broken."""
 
-    def top(self, seconds, limit, by):
+    def top(self, seconds, limit, by, offload=None):
         if seconds == 3600:
             raise RuntimeError("bad entry")
-        return super().top(seconds, limit, by)
+        return super().top(seconds, limit, by, offload)
 
     def maintain(self):
         raise RuntimeError("disk on fire")
@@ -77,3 +77,14 @@ def test_a_failing_period_never_stops_the_others(clock, caplog):
     assert aggregator.ready(DAY, "clicks").items == [("a.com", 1)]
     assert "rebuilding the hour top-N failed" in caplog.text
     assert "storage maintenance failed" in caplog.text
+
+
+def test_ranking_can_run_in_a_thread(store, clock):
+    from gevent.threadpool import ThreadPool
+
+    pool = ThreadPool(1)
+    store.add([Batch(T0, ["a.com", "b.com"], [1, 0, 0, 2, 0, 0])])
+    aggregator = Aggregator(store, clock=clock, offload=pool.apply)
+    aggregator.rebuild_once()
+    assert aggregator.ready(DAY, "clicks").items == [("b.com", 2), ("a.com", 1)]
+    pool.kill()

@@ -11,7 +11,14 @@ import pytest
 
 from core.model import METRICS, Batch
 from storage import create_storage
-from storage.memory_backend import SECOND_SPAN, Bucket, MemoryStorage, merge, top_items
+from storage.memory_backend import (
+    SECOND_SPAN,
+    Bucket,
+    MemoryStorage,
+    merge,
+    name_key,
+    top_items,
+)
 from tests.conftest import T0, FakeClock
 
 
@@ -110,14 +117,32 @@ def test_bucket_merges_chunks_and_sums_ids():
     assert merge([])[0].size == 0
 
 
+def keys_of(names):
+    return np.array([name_key(n) for n in names], np.uint64)
+
+
 def test_top_items_breaks_ties_at_the_cut_by_name():
     names = [f"d{i:02d}" for i in range(20)]
+    keys = keys_of(names)
     values = np.array([5] * 10 + [1] * 10)
-    assert top_items(values, 3, names) == [("d00", 5), ("d01", 5), ("d02", 5)]
+    assert top_items(values, 3, names, keys) == [("d00", 5), ("d01", 5), ("d02", 5)]
     shuffled = np.array([1, 5, 1, 5, 9, 5, 0, 5])
-    assert top_items(shuffled, 3, names) == [("d04", 9), ("d01", 5), ("d03", 5)]
+    assert top_items(shuffled, 3, names, keys) == [("d04", 9), ("d01", 5), ("d03", 5)]
     ids = np.array([7, 3, 5])
-    assert top_items(np.array([2, 2, 2]), 2, names, ids) == [("d03", 2), ("d05", 2)]
+    assert top_items(np.array([2, 2, 2]), 2, names, keys, ids) == [("d03", 2), ("d05", 2)]
+    assert top_items(np.array([0, 0, 3]), 2, names, keys) == [("d02", 3)]
+
+
+def test_ties_sharing_a_long_prefix_are_still_ordered_by_name():
+    rng = np.random.default_rng(7)
+    names = [f"domain{i}.example" for i in rng.permutation(5000)]
+    values = rng.integers(0, 3, 5000)
+    expected = sorted(
+        ((n, int(v)) for n, v in zip(names, values, strict=True) if v > 0),
+        key=lambda item: (-item[1], item[0]),
+    )
+    for limit in (1, 10, 999, 4000, 6000):
+        assert top_items(values, limit, names, keys_of(names)) == expected[:limit]
 
 
 def test_create_storage_rejects_unknown_urls():
