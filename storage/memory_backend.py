@@ -58,6 +58,10 @@ class Bucket:
         if self._pending > self._merged + self.SLACK:
             self.arrays()
 
+    def chunks(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Return the chunks as they are now; merging them later gives this slot's counts."""
+        return list(self._parts)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the merged (ids, values) of this slot."""
         self._parts = [merge(self._parts)]
@@ -292,27 +296,33 @@ class MemoryStorage:
                 if window.buckets is buckets and window.covers(key):
                     window.add(ids, values)
 
-    def load_bucket(self, resolution: int, slot: int, names: list[str], values: np.ndarray) -> None:
+    @property
+    def names(self) -> list[str]:
+        """Domain names by id (append-only: a reader in another thread may keep it)."""
+        return self._names
+
+    def restore_names(self, names: list[str]) -> None:
+        """Give ids 0.. to `names` (from a snapshot), before anything else is added."""
+        assert not self._names, "names are restored first"
+        self._domain_ids(names)
+
+    def load_bucket(self, resolution: int, slot: int, ids: np.ndarray, values: np.ndarray) -> None:
         """Restore one bucket (from a snapshot) without marking it changed."""
         buckets = self.seconds if resolution == 1 else self.minutes
         bucket = buckets.bucket_for(slot, self.clock())
-        if bucket is not None and names:
-            bucket.add(self._domain_ids(names), values)
+        if bucket is not None and len(ids):
+            bucket.add(ids, values)
 
-    def take_dirty(self) -> list[tuple[int, int, list[str] | None, np.ndarray | None]]:
-        """Return the buckets changed since the last call as (resolution, slot, names, values).
+    def take_dirty(self) -> list[tuple[int, int, list[tuple[np.ndarray, np.ndarray]] | None]]:
+        """Return the buckets changed since the last call as (resolution, slot, chunks).
 
-        A bucket that has expired since it changed comes with None for names and values.
+        The chunks are a snapshot (see `merge`); a bucket that has expired since it changed
+        comes with None.
         """
         out = []
         for resolution, slot in sorted(self.dirty):
             bucket = (self.seconds if resolution == 1 else self.minutes).get(slot)
-            if bucket is None:
-                out.append((resolution, slot, None, None))
-                continue
-            ids, values = bucket.arrays()
-            names = self._names
-            out.append((resolution, slot, [names[i] for i in ids.tolist()], values))
+            out.append((resolution, slot, None if bucket is None else bucket.chunks()))
         self.dirty.clear()
         return out
 

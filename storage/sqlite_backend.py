@@ -27,18 +27,19 @@ from gevent.threadpool import ThreadPool
 
 from core.model import METRICS, Batch
 from storage.base import Offload, Receipt, StorageError, TopResult, WindowSummary
-from storage.memory_backend import MemoryStorage, RequestCounter
+from storage.memory_backend import MemoryStorage, RequestCounter, merge
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "domainstats.sqlite3"
 LOCK_NAME = "domainstats.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS domains (first_id INTEGER PRIMARY KEY, names BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS buckets (
-    resolution INTEGER NOT NULL, slot INTEGER NOT NULL, names BLOB NOT NULL,
+    resolution INTEGER NOT NULL, slot INTEGER NOT NULL, ids BLOB NOT NULL,
     counts BLOB NOT NULL, PRIMARY KEY (resolution, slot)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (
     key TEXT PRIMARY KEY, created INTEGER NOT NULL, digest BLOB NOT NULL,
@@ -153,12 +154,20 @@ class DurableStorage:
     def _restore(self) -> None:
         started = time.perf_counter()
         memory, db = self.memory, self._db
+        # Domain names by id, in blocks of newline-separated names (names have no whitespace).
+        names = [
+            name
+            for (block,) in db.execute("SELECT names FROM domains ORDER BY first_id")
+            for name in block.decode().split("\n")
+        ]
+        memory.restore_names(names)
+        self._saved_names = len(names)
         buckets = 0
-        for resolution, slot, names, counts in db.execute(
-            "SELECT resolution, slot, names, counts FROM buckets"
+        for resolution, slot, ids, counts in db.execute(
+            "SELECT resolution, slot, ids, counts FROM buckets"
         ):
             values = np.frombuffer(counts, np.int64).reshape(-1, len(METRICS))
-            memory.load_bucket(resolution, slot, names.decode().split("\n"), values)
+            memory.load_bucket(resolution, slot, np.frombuffer(ids, np.int64), values)
             buckets += 1
         self._log_id = self._meta("snapshot_log_id")
         replayed = 0
@@ -266,36 +275,43 @@ class DurableStorage:
 
     def checkpoint(self) -> None:
         """Write the changed buckets as rows and drop the log they cover."""
-        # Taken without yielding, so the snapshot is exactly the log up to self._log_id.
-        now = self.clock()
+        # Taken without yielding, so the snapshot is exactly the log up to self._log_id; the
+        # merging and writing happen in the thread, so the event loop keeps serving.
+        now = int(self.clock())
         dirty = self.memory.take_dirty()
-        log_id = self._log_id
-        upserts = [
-            (res, slot, "\n".join(names).encode(), values.tobytes())
-            for res, slot, names, values in dirty
-            if names is not None
-        ]
-        deletes = [(res, slot) for res, slot, names, _ in dirty if names is None]
-        horizon = {1: int(now) - self.memory.seconds.keep, 60: (int(now) - self.retention) // 60}
+        names = self.memory.names
+        new_names = (self._saved_names, names[self._saved_names :])
+        horizon = {1: now - self.memory.seconds.keep, 60: (now - self.retention) // 60}
         try:
-            self._pool.apply(
-                self._write_checkpoint,
-                (upserts, deletes, horizon, log_id, int(now)),
-            )
+            self._pool.apply(self._write_checkpoint, (dirty, new_names, horizon, self._log_id, now))
         except BaseException:
             # Nothing was written: the log still holds it all, and the next checkpoint must
             # write these buckets again.
-            self.memory.dirty.update((res, slot) for res, slot, _, _ in dirty)
+            self.memory.dirty.update((res, slot) for res, slot, _ in dirty)
             raise
+        self._saved_names += len(new_names[1])
         self._last_checkpoint = time.monotonic()
         self._requests_since_checkpoint = 0
 
-    def _write_checkpoint(self, upserts, deletes, horizon, log_id, now) -> None:
+    def _write_checkpoint(self, dirty, new_names, horizon, log_id, now) -> None:
+        first, fresh = new_names
+        rows, gone = [], []
+        for resolution, slot, chunks in dirty:
+            if chunks is None:
+                gone.append((resolution, slot))
+                continue
+            ids, values = merge(chunks)
+            rows.append((resolution, slot, ids.astype(np.int64).tobytes(), values.tobytes()))
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?, ?)", upserts)
-            db.executemany("DELETE FROM buckets WHERE resolution = ? AND slot = ?", deletes)
+            if fresh:
+                db.execute(
+                    "INSERT OR REPLACE INTO domains VALUES (?, ?)",
+                    (first, "\n".join(fresh).encode()),
+                )
+            db.executemany("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?, ?)", rows)
+            db.executemany("DELETE FROM buckets WHERE resolution = ? AND slot = ?", gone)
             for resolution, oldest in horizon.items():
                 db.execute(
                     "DELETE FROM buckets WHERE resolution = ? AND slot < ?", (resolution, oldest)
