@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_URL": "sqlite://",
     "FSYNC": "normal",
     "RETENTION": "25h",
+    "HISTORY": "90d",
     "FUTURE": 300,
     "LOG_LEVEL": "info",
     "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -61,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env(ENV_PREFIX)
     app.config.from_mapping(config or {})
     retention = parse_duration(app.config["RETENTION"])
+    history = max(retention, parse_duration(app.config["HISTORY"]))
     clock = app.config["CLOCK"]
 
     url = app.config["STORAGE_URL"]
@@ -70,6 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=clock,
         data_dir=app.config["DATA_DIR"],
         fsync=app.config["FSYNC"],
+        history=history,
     )
     metrics = Metrics(storage.tracked_domains)
     aggregator = Aggregator(
@@ -90,6 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=clock,
         started_at=clock(),
         retention=retention,
+        history=history,
         future=int(app.config["FUTURE"]),
     )
     init_app(app)
@@ -106,7 +110,8 @@ def _options() -> list[tuple[str, str, type, str]]:
         ("--data-dir", "DATA_DIR", str, "directory of the embedded durable store"),
         ("--storage", "STORAGE_URL", str, "sqlite:// (durable, in --data-dir) or memory://"),
         ("--fsync", "FSYNC", str, "normal (survives kill -9) or always (also power loss)"),
-        ("--retention", "RETENTION", str, "how long clicks are kept, e.g. 25h"),
+        ("--retention", "RETENTION", str, "how long per-minute buckets are kept, e.g. 25h"),
+        ("--history", "HISTORY", str, "how long hourly roll-ups are kept, e.g. 90d"),
         ("--max-body", "MAX_CONTENT_LENGTH", int, "largest accepted request body, in bytes"),
         ("--log-level", "LOG_LEVEL", str, "debug, info, warning or error"),
     ]

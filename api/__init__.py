@@ -10,15 +10,24 @@ import orjson
 from flask import Flask, request
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import AnyConverter
+from werkzeug.routing import AnyConverter, BaseConverter
 
-from api import docs, domains, health, metrics, stats
+from api import docs, domains, health, limits, metrics, series, stats, traffic
 from api.errors import error_payload, summarize
 from api.fastpath import ENDPOINT_KEY
 from api.schemas import ErrorSchema
+from core.model import PERIOD_BY_NAME
 from storage import StorageError
 
 _RULE_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+
+
+class DomainConverter(BaseConverter):
+    """A domain in a path, other than the words /domains/... already means (min, top, ...)."""
+
+    reserved = ("top", *PERIOD_BY_NAME)
+    regex = "(?!(?:" + "|".join(map(re.escape, reserved)) + ")(?:/|$))[^/]+"
+    pattern = "^(?!(" + "|".join(map(re.escape, reserved)) + ")$)[^/]+$"
 
 
 class OrjsonProvider(JSONProvider):
@@ -50,6 +59,7 @@ class Api(flask_smorest.Api):
 def init_app(app: Flask) -> Api:
     """Register the blueprints and the OpenAPI doc on `app`."""
     app.json = OrjsonProvider(app)
+    app.url_map.converters["domain"] = DomainConverter
     api = Api(app)
 
     @app.before_request
@@ -66,8 +76,11 @@ def init_app(app: Flask) -> Api:
     api.register_converter(
         AnyConverter, lambda converter: {"type": "string", "enum": sorted(converter.items)}
     )
+    api.register_converter(
+        DomainConverter, lambda converter: {"type": "string", "pattern": converter.pattern}
+    )
     domains.register_components(api.spec)
-    for module in (domains, stats, health, metrics):
+    for module in (domains, series, traffic, limits, stats, health, metrics):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.bp)
     return api

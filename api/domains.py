@@ -140,9 +140,7 @@ def post_domains(svc: Services, body: bytes, key: str | None) -> Answer:
 def _ingest(svc: Services, body: bytes, key: tuple[str, bytes] | None) -> Answer:
     now = svc.clock()
     try:
-        batches = parse_batches(
-            load_json(body), now=now, retention=svc.retention, future=svc.future
-        )
+        batches = parse_batches(load_json(body), now=now, retention=svc.history, future=svc.future)
     except BadBody as exc:
         svc.metrics.rejections.labels("malformed").inc()
         return _error(400, str(exc), {"body": [str(exc)]})
@@ -224,7 +222,7 @@ class WindowTop(MethodView):
     @blp.response(200, TopDomainsSchema)
     @blp.alt_response(422, schema=ErrorSchema, description="Bad `window`, `limit` or `by`.")
     def get(self) -> Response:
-        """Top domains of any window from 1 s to the retention, computed on request."""
+        """Top domains of any window from 1 s to the history, computed on request."""
         svc = services()
         raw = request.args.get("window")
         try:

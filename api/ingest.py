@@ -67,7 +67,7 @@ def _batch(item: Any, earliest: int, latest: int) -> Batch:
         errors["timestamp"] = ["must be an integer number of Unix seconds"]
     elif timestamp < earliest:
         errors["timestamp"] = [
-            f"{timestamp} is older than the retention: the earliest accepted is "
+            f"{timestamp} is older than the history kept: the earliest accepted is "
             f"{earliest} ({isoformat(earliest)})"
         ]
     elif timestamp > latest:

@@ -8,7 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from core.model import MAX_COUNT, METRICS
-from core.timeutil import parse_duration
+from core.timeutil import parse_duration, parse_time
 
 DURATION_PATTERN = r"^\d+[smhd]?$"
 MAX_LIMIT = 1000
@@ -61,7 +61,7 @@ class WindowTopQueryArgsSchema(TopQueryArgsSchema):
         required=True,
         metadata={
             "description": "Window length ending now: seconds, or a number with s, m, h or d "
-            "(1 s up to the retention).",
+            "(1 s up to the history, 90 days by default).",
             "example": "90s",
         },
     )
@@ -112,7 +112,7 @@ class StatsQueryArgsSchema(ma.Schema):
     window = Duration(
         load_default=60,
         metadata={
-            "description": "Window length ending now (1 s up to the retention).",
+            "description": "Window length ending now (1 s up to the history, 90 days by default).",
             "example": "60s",
         },
     )
@@ -167,3 +167,189 @@ CLICK_BATCH = {
     },
     "example": {"timestamp": 1644407344, "example1.com": 80, "example2.com": 5, "example3": 12},
 }
+
+
+class TimeArg(fields.Field):
+    """A moment as ISO-8601 or Unix seconds, loaded as Unix seconds."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "string", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise ma.ValidationError(str(exc)) from None
+
+
+class SeriesQueryArgsSchema(ma.Schema):
+    """Query arguments of a time series."""
+
+    lookback = Duration(
+        load_default=3600,
+        metadata={"description": "Length of the range ending now (or at `to`).", "example": "1h"},
+    )
+    step = Duration(
+        load_default=60,
+        metadata={
+            "description": "Width of each point, 1 s to 1 d. Points older than 10 minutes need "
+            "whole minutes; older than the retention, whole hours.",
+            "example": "1m",
+        },
+    )
+    metric = fields.String(load_default="clicks", validate=validate.OneOf(METRICS))
+    from_ = TimeArg(
+        data_key="from",
+        metadata={"description": "Start (ISO-8601 or Unix seconds); instead of `lookback`."},
+    )
+    to = TimeArg(metadata={"description": "End (ISO-8601 or Unix seconds); default now."})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(["json", "csv"]),
+        metadata={"description": "`csv`: a header row, then one row per point."},
+    )
+
+
+class MultiSeriesQueryArgsSchema(SeriesQueryArgsSchema):
+    """Query arguments of several series at once."""
+
+    domains = fields.String(
+        metadata={"description": "Comma-separated domains.", "example": "a.com,b.com"}
+    )
+    top = fields.Integer(
+        validate=validate.Range(1, 50),
+        metadata={"description": "Instead of `domains`: the current top N (by `metric`)."},
+    )
+    window = Duration(
+        load_default=3600,
+        metadata={"description": "The window `top` ranks over.", "example": "1h"},
+    )
+
+
+class PointSchema(ma.Schema):
+    time = fields.String(required=True, metadata={"example": "2022-02-09T11:49:00Z"})
+    value = fields.Integer(required=True)
+    partial = fields.Boolean(metadata={"description": "On the last point while its step is open."})
+
+
+class SeriesSchema(ma.Schema):
+    """One domain's series."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    domain = fields.String(required=True)
+    metric = fields.String(required=True)
+    step = fields.Integer(required=True, metadata={"example": 60})
+    from_ = fields.String(data_key="from", required=True)
+    to = fields.String(required=True)
+    points = fields.List(fields.Nested(PointSchema), required=True)
+
+
+class DomainSeriesSchema(ma.Schema):
+    domain = fields.String(required=True)
+    points = fields.List(fields.Nested(PointSchema), required=True)
+
+
+class MultiSeriesSchema(ma.Schema):
+    """Several domains' series over one range."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    metric = fields.String(required=True)
+    step = fields.Integer(required=True)
+    from_ = fields.String(data_key="from", required=True)
+    to = fields.String(required=True)
+    series = fields.List(fields.Nested(DomainSeriesSchema), required=True)
+
+
+class LimitsSchema(ma.Schema):
+    """Limits; 0 or absent means unlimited. Exceeded means strictly above."""
+
+    max_rx_bitrate = fields.Float(
+        load_default=0, validate=validate.Range(0), metadata={"example": 8e6}
+    )
+    max_tx_bitrate = fields.Float(
+        load_default=0, validate=validate.Range(0), metadata={"example": 0}
+    )
+    max_clicks_per_s = fields.Float(
+        load_default=0, validate=validate.Range(0), metadata={"example": 100}
+    )
+
+
+class NamedLimitsSchema(LimitsSchema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    domain = fields.String(required=True, metadata={"example": "example1.com"})
+
+
+class LimitsListSchema(ma.Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    limits = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(LimitsSchema),
+        required=True,
+        metadata={"description": "By domain; `_total` is all traffic."},
+    )
+
+
+class CountsSchema(ma.Schema):
+    clicks = fields.Integer(required=True)
+    bytes_in = fields.Integer(required=True)
+    bytes_out = fields.Integer(required=True)
+
+
+class RatesSchema(ma.Schema):
+    rx_bitrate = fields.Float(required=True, metadata={"description": "bit/s from bytes_in."})
+    tx_bitrate = fields.Float(required=True, metadata={"description": "bit/s from bytes_out."})
+    clicks_per_s = fields.Float(required=True)
+
+
+class PeaksSchema(ma.Schema):
+    rx_bitrate = fields.Float(required=True, metadata={"description": "Highest rx bit/s."})
+    tx_bitrate = fields.Float(required=True, metadata={"description": "Highest tx bit/s."})
+
+
+class ExceededSchema(ma.Schema):
+    rx_bitrate = fields.Boolean(required=True)
+    tx_bitrate = fields.Boolean(required=True)
+    clicks_per_s = fields.Boolean(required=True)
+
+
+class DomainStatsSchema(ma.Schema):
+    """A domain's totals, rates over the last 10 s, peaks of the last hour, limits."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    domain = fields.String(required=True)
+    totals = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(CountsSchema),
+        required=True,
+        metadata={"description": "By period: min, hour, day."},
+    )
+    rates = fields.Nested(RatesSchema, required=True)
+    peaks = fields.Nested(PeaksSchema, required=True)
+    limits = fields.Nested(LimitsSchema, required=True)
+    exceeded = fields.Nested(ExceededSchema, required=True)
+
+
+class ExceededLimitSchema(ma.Schema):
+    domain = fields.String(required=True, metadata={"example": "_total"})
+    limit = fields.String(required=True, metadata={"example": "max_rx_bitrate"})
+    value = fields.Float(required=True)
+    max = fields.Float(required=True)
+
+
+class SummarySchema(ma.Schema):
+    """All traffic now: totals, rates, top domains, active domains, exceeded limits."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    totals = fields.Dict(keys=fields.String(), values=fields.Nested(CountsSchema), required=True)
+    rates = fields.Nested(RatesSchema, required=True)
+    active_domains = fields.Integer(
+        required=True, metadata={"description": "Domains with any traffic in the last 60 s."}
+    )
+    top = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Integer()),
+        required=True,
+        metadata={"description": "Top 10 of the last minute, by metric."},
+    )
+    exceeded = fields.List(fields.Nested(ExceededLimitSchema), required=True)

@@ -25,14 +25,15 @@ class Services:
     clock: Callable[[], float]
     started_at: float
     retention: int
+    history: int
     future: int
     #: Idempotency keys of requests being committed right now.
     inflight: dict[str, Event] = field(default_factory=dict)
 
     def window(self, seconds: int) -> int:
         """Return `seconds` if it is a window this service can answer, else abort with 422."""
-        if not 1 <= seconds <= self.retention:
-            message = f"window must be from 1 s to the retention ({self.retention} s)"
+        if not 1 <= seconds <= self.history:
+            message = f"window must be from 1 s to the history ({self.history} s)"
             abort(422, message=message, errors={"query": {"window": [message]}})
         return seconds
 

@@ -23,3 +23,17 @@ def isoformat(timestamp: float) -> str:
     """Return a Unix time as ISO-8601 UTC with a `Z`, to the second."""
     moment = datetime.fromtimestamp(int(timestamp), UTC)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str | int) -> int:
+    """Return Unix seconds for Unix seconds or an ISO-8601 time (UTC unless it says otherwise)."""
+    value = str(text).strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use ISO-8601 or Unix seconds)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())

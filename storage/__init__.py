@@ -6,12 +6,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.base import Receipt, Storage, StorageError, TopResult, WindowSummary
+from storage.base import (
+    DomainStats,
+    Limits,
+    Receipt,
+    Storage,
+    StorageError,
+    TopResult,
+    WindowSummary,
+)
 from storage.memory_backend import MemoryStorage
 from storage.sqlite_backend import DurableStorage
 
 __all__ = [
+    "DomainStats",
     "DurableStorage",
+    "Limits",
     "MemoryStorage",
     "Receipt",
     "Storage",
@@ -29,11 +39,14 @@ def create_storage(
     clock: Callable[[], float] = time.time,
     data_dir: str | Path = "./data",
     fsync: str = "normal",
+    history: int = 90 * 86400,
 ) -> Storage:
     """Build the backend a storage URL names: `sqlite://` (in `data_dir`) or `memory://`."""
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
-        return DurableStorage(rest or data_dir, retention=retention, clock=clock, fsync=fsync)
+        return DurableStorage(
+            rest or data_dir, retention=retention, clock=clock, history=history, fsync=fsync
+        )
     if scheme == "memory":
-        return MemoryStorage(retention=retention, clock=clock)
+        return MemoryStorage(retention=retention, clock=clock, history=history)
     raise ValueError(f"unknown storage URL {url!r} (expected sqlite:// or memory://)")

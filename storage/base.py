@@ -27,10 +27,12 @@ class TopResult:
 
 @dataclass(frozen=True, slots=True)
 class WindowSummary:
-    """Totals of one window."""
+    """Totals of one window: clicks, bytes, and the domains with any traffic."""
 
     clicks: int
     domains: int
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +45,32 @@ class Receipt:
     response: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits of a domain (or of all traffic); 0 means unlimited."""
+
+    max_rx_bitrate: float = 0
+    max_tx_bitrate: float = 0
+    max_clicks_per_s: float = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DomainStats:
+    """A domain's totals by period and metric, current rates and peaks of the last hour."""
+
+    totals: dict[str, dict[str, int]]
+    rx_bitrate: float
+    tx_bitrate: float
+    clicks_per_s: float
+    peak_rx_bitrate: float
+    peak_tx_bitrate: float
+
+
 class Storage(Protocol):
     """Keeps click buckets for `retention` seconds and answers top-N over sliding windows."""
 
     retention: int
+    history: int
 
     def add(self, batches: Sequence[Batch], receipt: Receipt | None = None) -> None:
         """Apply validated batches and keep `receipt`, all or nothing, durably if durable."""
@@ -62,6 +86,25 @@ class Storage(Protocol):
 
     def summary(self, seconds: int) -> WindowSummary:
         """Return the clicks and distinct domains in the `seconds` ending now."""
+
+    def domain_stats(self, name: str) -> DomainStats | None:
+        """Return a domain's totals, rates and peaks, or None if it has no data."""
+
+    def total_rates(self) -> tuple[float, float, float]:
+        """Return all traffic's (rx bit/s, tx bit/s, clicks/s) now."""
+
+    limits: dict[str, Limits]
+
+    def set_limits(self, name: str, limits: Limits | None) -> None:
+        """Set or remove (None) the limits of a domain or of `_total`, durably if durable."""
+
+    def series(
+        self, names: list[str], start: int, end: int, step: int, by: str
+    ) -> dict[str, list[int]]:
+        """Return per-step sums of `by` for each domain from `start` to `end`."""
+
+    def step_resolution(self, start: int, step: int) -> int:
+        """Return the bucket width serving `step` from `start`; ValueError says why not."""
 
     def count_request(self) -> None:
         """Count one HTTP request received now (durably if durable)."""

@@ -13,13 +13,16 @@ import numpy as np
 from cachetools import TLRUCache
 
 from core.model import METRICS, PERIODS, Batch
-from storage.base import Offload, Receipt, TopResult, WindowSummary
+from storage.base import DomainStats, Limits, Offload, Receipt, TopResult, WindowSummary
 
 logger = logging.getLogger(__name__)
 
 #: How far back 1-second buckets reach; longer windows use 60-second buckets.
 SECOND_SPAN = 600
 MINUTE = 60
+HOUR = 3600
+#: Rates (bit/s, clicks/s) are averages over this many seconds.
+RATE_SPAN = 10
 #: How far ahead of the clock a timestamp may lie.
 FUTURE = 300
 
@@ -28,9 +31,16 @@ _NO_VALUES = np.zeros((0, len(METRICS)), np.int64)
 
 
 def merge(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sum (ids, values) chunks, each holding an id at most once, into one such chunk."""
-    if len(parts) < 2:
-        return parts[0] if parts else (_NO_IDS, _NO_VALUES)
+    """Sum (ids, values) chunks, each holding an id at most once, into one such chunk,
+    ids ascending (so one id is found with `searchsorted`)."""
+    if not parts:
+        return _NO_IDS, _NO_VALUES
+    if len(parts) == 1:
+        ids, values = parts[0]
+        if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
+            return parts[0]
+        order = np.argsort(ids)
+        return ids[order], values[order]
     ids = np.concatenate([p[0] for p in parts])
     values = np.concatenate([p[1] for p in parts])
     unique, inverse = np.unique(ids, return_inverse=True)
@@ -228,8 +238,14 @@ class MemoryStorage:
     Not thread-safe: under gevent every call runs to completion without yielding.
     """
 
-    def __init__(self, retention: int = 25 * 3600, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        retention: int = 25 * 3600,
+        clock: Callable[[], float] = time.time,
+        history: int = 90 * 86400,
+    ) -> None:
         self.retention = retention
+        self.history = max(history, retention)
         self.clock = clock
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
@@ -237,10 +253,19 @@ class MemoryStorage:
         self._keys = np.zeros(self._capacity, np.uint64)
         self.seconds = _Buckets(1, min(SECOND_SPAN, retention), clock, self._expired)
         self.minutes = _Buckets(MINUTE, retention, clock, self._expired)
+        #: Hourly roll-ups of what left the minute buckets, kept for the history.
+        self.hours = _Buckets(HOUR, self.history, clock, self._expired)
+        self.by_resolution = {1: self.seconds, MINUTE: self.minutes, HOUR: self.hours}
         self.windows = [
             _Window(p.seconds, self.seconds if p.seconds <= SECOND_SPAN else self.minutes, 1024)
             for p in PERIODS
         ]
+        self.rates = _Window(RATE_SPAN, self.seconds, 1024)
+        self.windows.append(self.rates)
+        #: Per minute: (ids, peak bytes in, peak bytes out) over RATE_SPAN seen in that minute.
+        self._peaks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._peak_second = -1
+        self.limits: dict[str, Limits] = {}
         #: (resolution, slot) of buckets changed since the last `take_dirty`.
         self.dirty: set[tuple[int, int]] = set()
         self.requests = RequestCounter(retention)
@@ -251,6 +276,16 @@ class MemoryStorage:
         for window in self.windows:
             if window.buckets is buckets and window.covers(key):
                 window.add(*bucket.arrays(), sign=-1)
+        if buckets is self.minutes:
+            self._roll_up(key * MINUTE, *bucket.arrays())
+
+    def _roll_up(self, timestamp: int, ids: np.ndarray, values: np.ndarray) -> None:
+        """Add counts older than the retention to their hourly roll-up."""
+        hour = timestamp // HOUR
+        rollup = self.hours.bucket_for(hour, self.clock())
+        if rollup is not None and len(ids):
+            rollup.add(ids, values)
+            self.dirty.add((HOUR, hour))
 
     def _domain_ids(self, names: list[str]) -> np.ndarray:
         ids = self._ids
@@ -289,6 +324,8 @@ class MemoryStorage:
             key = timestamp // buckets.resolution
             bucket = buckets.bucket_for(key, now)
             if bucket is None:
+                if buckets is self.minutes:
+                    self._roll_up(timestamp, ids, values)  # older than the retention
                 continue
             bucket.add(ids, values)
             self.dirty.add((buckets.resolution, key))
@@ -308,10 +345,12 @@ class MemoryStorage:
 
     def load_bucket(self, resolution: int, slot: int, ids: np.ndarray, values: np.ndarray) -> None:
         """Restore one bucket (from a snapshot) without marking it changed."""
-        buckets = self.seconds if resolution == 1 else self.minutes
-        bucket = buckets.bucket_for(slot, self.clock())
+        bucket = self.by_resolution[resolution].bucket_for(slot, self.clock())
         if bucket is not None and len(ids):
             bucket.add(ids, values)
+        elif resolution == MINUTE:
+            # Expired while the server was down, before a checkpoint recorded its roll-up.
+            self._roll_up(slot * MINUTE, ids, values)
 
     def take_dirty(self) -> list[tuple[int, int, list[tuple[np.ndarray, np.ndarray]] | None]]:
         """Return the buckets changed since the last call as (resolution, slot, chunks).
@@ -321,7 +360,7 @@ class MemoryStorage:
         """
         out = []
         for resolution, slot in sorted(self.dirty):
-            bucket = (self.seconds if resolution == 1 else self.minutes).get(slot)
+            bucket = self.by_resolution[resolution].get(slot)
             out.append((resolution, slot, None if bucket is None else bucket.chunks()))
         self.dirty.clear()
         return out
@@ -341,6 +380,15 @@ class MemoryStorage:
     def _window_values(self, seconds: int) -> tuple[int, float, np.ndarray, np.ndarray | None]:
         """Return (start, now, per-domain values, their ids or None for all domains)."""
         now = self._sync()
+        if seconds > self.retention:
+            # Hourly roll-ups for what left the minute buckets, the minute buckets for the rest.
+            last = int(now) // HOUR
+            first = last - math.ceil(seconds / HOUR) + 1
+            start = first * HOUR
+            parts = self._parts(self.hours, first, last)
+            parts += self._parts(self.minutes, start // MINUTE, int(now) // MINUTE)
+            ids, values = merge(parts)
+            return start, now, values, ids
         buckets = self.seconds if seconds <= self.seconds.keep else self.minutes
         span = max(1, math.ceil(seconds / buckets.resolution))
         last = int(now) // buckets.resolution
@@ -348,9 +396,12 @@ class MemoryStorage:
         for window in self.windows:
             if window.buckets is buckets and window.span == span:
                 return start, now, window.totals[:, : len(self._names)].T, None
-        parts = [b.arrays() for k in range(last - span + 1, last + 1) if (b := buckets.get(k))]
-        ids, values = merge(parts)
+        ids, values = merge(self._parts(buckets, last - span + 1, last))
         return start, now, values, ids
+
+    @staticmethod
+    def _parts(buckets: _Buckets, first: int, last: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [b.arrays() for k in range(first, last + 1) if (b := buckets.get(k))]
 
     def top(self, seconds: int, limit: int, by: str, offload: Offload | None = None) -> TopResult:
         """Return the top `limit` domains by `by` over the `seconds` ending now.
@@ -368,13 +419,13 @@ class MemoryStorage:
     def summary(self, seconds: int) -> WindowSummary:
         """Return the clicks and the distinct active domains of the `seconds` ending now."""
         _, _, values, _ = self._window_values(seconds)
-        return WindowSummary(
-            clicks=int(values[:, 0].sum()), domains=int(np.count_nonzero(values.any(axis=1)))
-        )
+        clicks, bytes_in, bytes_out = values.sum(axis=0).tolist()
+        return WindowSummary(clicks, int(np.count_nonzero(values.any(axis=1))), bytes_in, bytes_out)
 
     def maintain(self) -> float:
-        """Expire old buckets and receipts, move the standard windows to now; return now."""
+        """Expire old buckets and receipts, move the windows, sample peaks; return now."""
         now = self._sync()
+        self._sample_peaks(now)
         receipts = self._receipts
         while receipts and next(iter(receipts.values())).created < now - self.retention:
             receipts.popitem(last=False)
@@ -384,9 +435,129 @@ class MemoryStorage:
         now = self.clock()
         self.seconds.expire(now)
         self.minutes.expire(now)
+        self.hours.expire(now)
         for window in self.windows:
             window.advance(now)
         return now
+
+    # Rates, peaks, limits ------------------------------------------------------------------
+
+    def _sample_peaks(self, now: float) -> None:
+        """Fold the current per-domain rates into this minute's peaks (once a second)."""
+        second = int(now)
+        if second == self._peak_second:
+            return
+        self._peak_second = second
+        n = len(self._names)
+        bytes_in, bytes_out = self.rates.totals[1, :n], self.rates.totals[2, :n]
+        active = np.flatnonzero(bytes_in | bytes_out)
+        minute = second // MINUTE
+        sample = (active, bytes_in[active], bytes_out[active])
+        seen = self._peaks.get(minute)
+        if seen is not None:
+            ids = np.union1d(seen[0], active)
+            merged = (ids, np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64))
+            for part in (seen, sample):
+                at = np.searchsorted(ids, part[0])
+                for column in (1, 2):
+                    np.maximum.at(merged[column], at, part[column])
+            sample = merged
+        self._peaks[minute] = sample
+        for old in [m for m in self._peaks if m <= minute - 60]:
+            del self._peaks[old]
+
+    def domain_stats(self, name: str) -> DomainStats | None:
+        """Return a domain's totals, rates and peaks, or None if it has no data."""
+        i = self._ids.get(name)
+        if i is None:
+            return None
+        self.maintain()
+        totals = {
+            period.name: dict(zip(METRICS, window.totals[:, i].tolist(), strict=True))
+            for period, window in zip(PERIODS, self.windows, strict=False)
+        }
+        clicks, bytes_in, bytes_out = self.rates.totals[:, i].tolist()
+        peak_in = peak_out = 0
+        for ids, peaks_in, peaks_out in self._peaks.values():
+            at = np.searchsorted(ids, i)
+            if at < len(ids) and ids[at] == i:
+                peak_in = max(peak_in, int(peaks_in[at]))
+                peak_out = max(peak_out, int(peaks_out[at]))
+        return DomainStats(
+            totals=totals,
+            rx_bitrate=bytes_in * 8 / RATE_SPAN,
+            tx_bitrate=bytes_out * 8 / RATE_SPAN,
+            clicks_per_s=clicks / RATE_SPAN,
+            peak_rx_bitrate=peak_in * 8 / RATE_SPAN,
+            peak_tx_bitrate=peak_out * 8 / RATE_SPAN,
+        )
+
+    def total_rates(self) -> tuple[float, float, float]:
+        """Return all traffic's (rx bit/s, tx bit/s, clicks/s) over the rate span."""
+        self.maintain()
+        clicks, bytes_in, bytes_out = self.rates.totals.sum(axis=1).tolist()
+        return bytes_in * 8 / RATE_SPAN, bytes_out * 8 / RATE_SPAN, clicks / RATE_SPAN
+
+    def set_limits(self, name: str, limits: Limits | None) -> None:
+        """Set (or with None, remove) the limits of a domain or of `_total`."""
+        if limits is None:
+            self.limits.pop(name, None)
+        else:
+            self.limits[name] = limits
+
+    # Time series ------------------------------------------------------------------------
+
+    def series(
+        self, names: list[str], start: int, end: int, step: int, by: str
+    ) -> dict[str, list[int]]:
+        """Per-step sums of `by` for each domain, steps from `start` (aligned) up to `end`.
+
+        The caller chooses a step the buckets can serve (see `step_resolution`).
+        """
+        self._sync()
+        column = METRICS.index(by)
+        resolution = self.step_resolution(start, step)
+        count = (end - start) // step + 1
+        out = {name: [0] * count for name in names}
+        wanted = [(name, i) for name in names if (i := self._ids.get(name)) is not None]
+        if not wanted:
+            return out
+        ids_wanted = np.array([i for _, i in wanted], np.intp)
+        sources = [self.by_resolution[resolution]]
+        if resolution == HOUR:
+            sources.append(self.minutes)  # the hours not yet rolled up
+        for buckets in sources:
+            width = buckets.resolution
+            for slot in range(start // width, (start + count * step - 1) // width + 1):
+                bucket = buckets.get(slot)
+                if bucket is None:
+                    continue
+                ids, values = bucket.arrays()
+                at = np.searchsorted(ids, ids_wanted).clip(max=max(len(ids) - 1, 0))
+                found = (ids[at] == ids_wanted) if len(ids) else np.zeros(len(at), bool)
+                point = (slot * width - start) // step
+                for (name, _), hit, position in zip(wanted, found, at, strict=True):
+                    if hit:
+                        out[name][point] += int(values[position, column])
+        return out
+
+    def step_resolution(self, start: int, step: int) -> int:
+        """Return the bucket width that serves steps of `step` from `start`, or raise ValueError."""
+        now = int(self.clock())
+        if step % HOUR == 0 and start < now - self.retention:
+            return HOUR
+        if start < now - self.retention:
+            raise ValueError(
+                f"the range starts before the {self.retention} s kept per minute: "
+                "use a step of whole hours to read the hourly roll-ups"
+            )
+        if step % MINUTE == 0:
+            return MINUTE
+        if start <= now - self.seconds.keep:
+            raise ValueError(
+                f"steps that are not whole minutes reach back {self.seconds.keep} s at most"
+            )
+        return 1
 
     def tracked_domains(self) -> int:
         """Return the number of domains seen inside the retention."""

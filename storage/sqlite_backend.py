@@ -23,10 +23,19 @@ import gevent
 import numpy as np
 import orjson
 from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
 from gevent.threadpool import ThreadPool
 
 from core.model import METRICS, Batch
-from storage.base import Offload, Receipt, StorageError, TopResult, WindowSummary
+from storage.base import (
+    DomainStats,
+    Limits,
+    Offload,
+    Receipt,
+    StorageError,
+    TopResult,
+    WindowSummary,
+)
 from storage.memory_backend import MemoryStorage, RequestCounter, merge
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,9 @@ CREATE TABLE IF NOT EXISTS receipts (
     key TEXT PRIMARY KEY, created INTEGER NOT NULL, digest BLOB NOT NULL,
     response BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created);
+CREATE TABLE IF NOT EXISTS limits (
+    name TEXT PRIMARY KEY, max_rx_bitrate REAL NOT NULL, max_tx_bitrate REAL NOT NULL,
+    max_clicks_per_s REAL NOT NULL);
 """
 REQUESTS_NAME = "requests.ring"
 
@@ -111,6 +123,7 @@ class DurableStorage:
         *,
         retention: int = 25 * 3600,
         clock: Callable[[], float] = time.time,
+        history: int = 90 * 86400,
         fsync: str = "normal",
         checkpoint_interval: float = 10.0,
         checkpoint_requests: int = 20000,
@@ -121,7 +134,9 @@ class DurableStorage:
         self.clock = clock
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_requests = checkpoint_requests
-        self.memory = MemoryStorage(retention=retention, clock=clock)
+        self.memory = MemoryStorage(retention=retention, clock=clock, history=history)
+        self.history = self.memory.history
+        self.limits = self.memory.limits
         self.dir = Path(data_dir)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +153,8 @@ class DurableStorage:
         # (fsync=always); otherwise a commit is a WAL append, cheaper than a thread hop.
         self._pool = ThreadPool(1)
         self._commit_in_thread = fsync == "always"
+        #: One user of the connection at a time: the writer, a checkpoint, a limits update.
+        self._db_lock = Semaphore()
         self._pending: list[tuple[list[Batch], Receipt | None, AsyncResult]] = []
         self._wake = Event()
         self._writer: gevent.Greenlet | None = None
@@ -182,6 +199,8 @@ class DurableStorage:
             (earliest,),
         ):
             memory.add([], Receipt(*row))
+        for name, *values in db.execute("SELECT * FROM limits"):
+            memory.set_limits(name, Limits(*values))
         memory.requests = self._request_ring()
         logger.info(
             "restored %d buckets, %d domains and %d logged batches from %s in %.3f s",
@@ -246,10 +265,11 @@ class DurableStorage:
                 (r.key, r.created, r.digest, r.response) for _, r, _ in group if r is not None
             ]
             try:
-                if self._commit_in_thread:
-                    self._pool.apply(self._commit, (row, receipts))
-                else:
-                    self._commit(row, receipts)
+                with self._db_lock:
+                    if self._commit_in_thread:
+                        self._pool.apply(self._commit, (row, receipts))
+                    else:
+                        self._commit(row, receipts)
             except Exception as exc:
                 logger.exception("committing %d batches failed", len(group))
                 error = StorageError(f"could not store the batch: {exc}")
@@ -277,11 +297,15 @@ class DurableStorage:
         """Write the changed buckets as rows and drop the log they cover."""
         # Taken without yielding, so the snapshot is exactly the log up to self._log_id; the
         # merging and writing happen in the thread, so the event loop keeps serving.
-        now = int(self.clock())
+        now = int(self.memory.maintain())  # roll up what has just left the retention
         dirty = self.memory.take_dirty()
         names = self.memory.names
         new_names = (self._saved_names, names[self._saved_names :])
-        horizon = {1: now - self.memory.seconds.keep, 60: (now - self.retention) // 60}
+        horizon = {
+            1: now - self.memory.seconds.keep,
+            60: (now - self.retention) // 60,
+            3600: (now - self.history) // 3600,
+        }
         try:
             self._pool.apply(self._write_checkpoint, (dirty, new_names, horizon, self._log_id, now))
         except BaseException:
@@ -323,6 +347,32 @@ class DurableStorage:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def set_limits(self, name: str, limits: Limits | None) -> None:
+        """Store (or with None, remove) the limits of a domain or of `_total`."""
+        with self._db_lock:
+            if limits is None:
+                self._db.execute("DELETE FROM limits WHERE name = ?", (name,))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO limits VALUES (?, ?, ?, ?)",
+                    (name, limits.max_rx_bitrate, limits.max_tx_bitrate, limits.max_clicks_per_s),
+                )
+        self.memory.set_limits(name, limits)
+
+    def domain_stats(self, name: str) -> DomainStats | None:
+        return self.memory.domain_stats(name)
+
+    def total_rates(self) -> tuple[float, float, float]:
+        return self.memory.total_rates()
+
+    def series(
+        self, names: list[str], start: int, end: int, step: int, by: str
+    ) -> dict[str, list[int]]:
+        return self.memory.series(names, start, end, step, by)
+
+    def step_resolution(self, start: int, step: int) -> int:
+        return self.memory.step_resolution(start, step)
 
     def count_request(self) -> None:
         """Count one request, in the mapped ring, before the request is handled."""

@@ -114,7 +114,7 @@ def test_any_window_on_request(client, clock):
     ("query", "field"),
     [
         ("window=0s", "window"),
-        ("window=26h", "window"),
+        ("window=91d", "window"),
         ("window=abc", "window"),
         ("window=1w", "window"),
         ("", "window"),
@@ -143,7 +143,7 @@ BAD = [
     ({"timestamp": True, "a.com": 1}, 422, "timestamp"),
     ({"timestamp": 1644407344.0, "a.com": 1}, 422, "timestamp"),
     ({"timestamp": "1644407344", "a.com": 1}, 422, "timestamp"),
-    ({"timestamp": T0 - 25 * 3600 - 1, "a.com": 1}, 422, "timestamp"),
+    ({"timestamp": T0 - 90 * 86400 - 1, "a.com": 1}, 422, "timestamp"),
     ({"timestamp": T0 + 301, "a.com": 1}, 422, "timestamp"),
     ({"timestamp": T0, "a.com": -1}, 422, "a.com"),
     ({"timestamp": T0, "a.com": 1.5}, 422, "a.com"),

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from core.model import METRICS, Batch
-from storage import DurableStorage, Receipt, StorageError
+from storage import DurableStorage, Limits, Receipt, StorageError
 from storage.sqlite_backend import DB_NAME
 from tests.conftest import T0
 
@@ -84,21 +84,25 @@ def test_acknowledged_batches_survive_a_crash(open_store, clock, checkpoint_midw
 
 
 def test_checkpoint_folds_the_log_and_forgets_expired_data(open_store, clock, tmp_path):
-    store = open_store(retention=7200)
+    store = open_store(retention=7200, history=7200)
     fill(store, clock, rounds=5)
     store.checkpoint()
     db = sqlite3.connect(tmp_path / "data" / DB_NAME)
     assert db.execute("SELECT count(*) FROM log").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM buckets").fetchone()[0] > 0
     clock.tick(7200 + 120)
-    store.maintain()
+    store.checkpoint()
+    kept = "SELECT count(*) FROM buckets WHERE resolution = ?"
+    assert db.execute(kept, (60,)).fetchone()[0] == 0
+    assert db.execute(kept, (3600,)).fetchone()[0] > 0  # the hourly roll-ups
+    clock.tick(2 * 3600)
     store.checkpoint()
     assert db.execute("SELECT count(*) FROM buckets").fetchone()[0] == 0
     db.close()
 
 
 def test_disk_use_stays_flat_under_steady_load(open_store, clock, tmp_path):
-    store = open_store(retention=3600)
+    store = open_store(retention=3600, history=3600)
     db = sqlite3.connect(tmp_path / "data" / DB_NAME)
     rows = []
     for _hour in range(4):
@@ -108,8 +112,9 @@ def test_disk_use_stays_flat_under_steady_load(open_store, clock, tmp_path):
         store.checkpoint()
         rows.append(db.execute("SELECT count(*) FROM buckets").fetchone()[0])
     db.close()
-    # 60 minute buckets plus the last 10 minutes of second buckets, hour after hour.
-    assert rows[1] == rows[2] == rows[3] <= 60 + 1 + 20
+    # 60 minute buckets, the last 10 minutes of second buckets and two or three hourly
+    # roll-ups, hour after hour.
+    assert rows[1] == rows[2] == rows[3] <= 60 + 1 + 20 + 3
 
 
 def test_a_failed_checkpoint_loses_nothing(open_store, clock, monkeypatch):
@@ -177,3 +182,21 @@ def test_a_failed_commit_raises_and_applies_nothing(open_store, clock, monkeypat
     with pytest.raises(StorageError, match="disk is full"):
         store.add([Batch(T0, ["b.example"], [5, 0, 0])])
     assert store.top(60, 10, "clicks").items == [("a.example", 1)]
+
+
+def test_rollups_and_limits_survive_restarts(open_store, clock):
+    store = open_store(retention=3600)
+    store.add([Batch(T0 - 3000, ["old.example"], [5, 0, 0]), Batch(T0, ["new.example"], [1, 0, 0])])
+    store.set_limits("new.example", Limits(max_rx_bitrate=100))
+    store.set_limits("_total", Limits(max_clicks_per_s=5))
+    store.set_limits("_total", None)
+    store.checkpoint()
+    crash(store)
+    clock.tick(1000)  # old.example's minute leaves the retention while the server is down
+    again = open_store(retention=3600)
+    assert again.top(86400, 10, "clicks").items == [("old.example", 5), ("new.example", 1)]
+    assert again.top(3600, 10, "clicks").items == [("new.example", 1)]
+    assert again.limits == {"new.example": Limits(max_rx_bitrate=100)}
+    again.close()
+    third = open_store(retention=3600)
+    assert third.top(86400, 10, "clicks").items == [("old.example", 5), ("new.example", 1)]

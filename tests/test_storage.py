@@ -88,13 +88,16 @@ def test_buckets_expire_with_event_time_not_arrival(clock):
     assert len(store.minutes) == 1
 
 
-def test_retention_shorter_than_the_day_window(clock):
-    store = MemoryStorage(retention=3600, clock=clock)
-    store.add([batch(T0 - 3500, a=1), batch(T0, b=1)])
-    assert store.top(86400, 10, "clicks").items == [("a", 1), ("b", 1)]
-    clock.tick(200)
-    assert store.top(86400, 10, "clicks").items == [("b", 1)]
-    clock.tick(3600)
+def test_windows_longer_than_the_retention_read_the_hourly_rollups(clock):
+    store = MemoryStorage(retention=3600, history=7200, clock=clock)
+    store.add([batch(T0 - 3500, a=1), batch(T0, b=1), batch(T0 - 6000, older=4)])
+    assert store.top(86400, 10, "clicks").items == [("older", 4), ("a", 1), ("b", 1)]
+    assert store.top(3600, 10, "clicks").items == [("a", 1), ("b", 1)]
+    clock.tick(200)  # a's minute leaves the retention for its hourly roll-up
+    assert store.top(3600, 10, "clicks").items == [("b", 1)]
+    assert store.top(86400, 10, "clicks").items == [("older", 4), ("a", 1), ("b", 1)]
+    assert len(store.hours) == 1  # both in the hour starting T0 - 5344
+    clock.tick(3 * 3600)  # past the history of every roll-up
     assert store.top(86400, 10, "clicks").items == []
 
 
