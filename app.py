@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -18,6 +19,7 @@ from gevent.pywsgi import WSGIServer
 from gevent.threadpool import ThreadPool
 
 from aggregation import Aggregator
+from alerts import AlertEngine, Notifier
 from api import init_app
 from api.fastpath import Accounting, FastPath
 from api.services import Services
@@ -38,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY": "90d",
     "FUTURE": 300,
     "LOG_LEVEL": "info",
+    "SMTP_URL": None,
+    "SMTP_FROM": "domainstats@localhost",
+    "PUBLIC_URL": "http://127.0.0.1:5000",
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "REBUILD_INTERVAL": 1.0,
     "SLOW_REBUILD_INTERVAL": 5.0,
@@ -75,6 +80,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         history=history,
     )
     metrics = Metrics(storage.tracked_domains)
+    durable = url.partition("://")[0] == "sqlite"
+    alerts = AlertEngine(
+        storage,
+        str(Path(app.config["DATA_DIR"]) / "alerts.sqlite3") if durable else ":memory:",
+        clock=clock,
+        metrics=metrics,
+        dashboard_url=app.config["PUBLIC_URL"],
+    )
+    threads = ThreadPool(2)
+    notifier = Notifier(
+        alerts,
+        smtp_url=app.config["SMTP_URL"],
+        sender=app.config["SMTP_FROM"],
+        offload=threads.apply,
+    )
     aggregator = Aggregator(
         storage,
         clock=clock,
@@ -83,12 +103,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         top_k=int(app.config["TOP_K"]),
         metrics=metrics,
         # Ranking a million domains takes milliseconds that requests should not wait for.
-        offload=ThreadPool(1).apply if app.config["START_BACKGROUND"] else None,
+        offload=threads.apply if app.config["START_BACKGROUND"] else None,
+        tasks=(alerts.evaluate,),
     )
     app.extensions["domainstats"] = services = Services(
         storage=storage,
         storage_name=url.partition("://")[0],
         aggregator=aggregator,
+        alerts=alerts,
+        notifier=notifier,
         metrics=metrics,
         clock=clock,
         started_at=clock(),
@@ -100,6 +123,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.wsgi_app = Accounting(FastPath(app.wsgi_app, services, app.config), services)
     if app.config["START_BACKGROUND"]:
         aggregator.start()
+        notifier.start()
     return app
 
 
@@ -114,6 +138,9 @@ def _options() -> list[tuple[str, str, type, str]]:
         ("--history", "HISTORY", str, "how long hourly roll-ups are kept, e.g. 90d"),
         ("--max-body", "MAX_CONTENT_LENGTH", int, "largest accepted request body, in bytes"),
         ("--log-level", "LOG_LEVEL", str, "debug, info, warning or error"),
+        ("--smtp-url", "SMTP_URL", str, "smtp://user:pass@host:port (?starttls), for e-mail"),
+        ("--smtp-from", "SMTP_FROM", str, "sender address of alert e-mails"),
+        ("--public-url", "PUBLIC_URL", str, "this server's URL, for links in notifications"),
     ]
 
 

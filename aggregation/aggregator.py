@@ -42,6 +42,7 @@ class Aggregator:
         top_k: int = 1000,
         metrics: Metrics | None = None,
         offload: Offload | None = None,
+        tasks: tuple[Callable[[], object], ...] = (),
     ) -> None:
         self.storage = storage
         self.clock = clock
@@ -50,6 +51,8 @@ class Aggregator:
         self.top_k = top_k
         self.metrics = metrics
         self.offload = offload
+        #: More units of work run on each tick after the rebuild (alert evaluation, say).
+        self.tasks = tasks
         self._ready: dict[tuple[str, str], Ready] = {}
         self._built_at: dict[str, float] = {}
         self._greenlet: gevent.Greenlet | None = None
@@ -78,6 +81,11 @@ class Aggregator:
                     logger.exception("rebuilding the %s top-N failed", period.name)
                     if self.metrics:
                         self.metrics.rebuild_errors.inc()
+        for task in self.tasks:
+            try:
+                task()
+            except Exception:
+                logger.exception("tick task %s failed", getattr(task, "__qualname__", task))
 
     def _rebuild(self, period: Period, now: float) -> None:
         started = time.perf_counter()

@@ -10,9 +10,9 @@ import orjson
 from flask import Flask, request
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import AnyConverter, BaseConverter
+from werkzeug.routing import BaseConverter
 
-from api import docs, domains, health, limits, metrics, series, stats, traffic
+from api import alerts, docs, domains, health, limits, metrics, series, stats, traffic
 from api.errors import error_payload, summarize
 from api.fastpath import ENDPOINT_KEY
 from api.schemas import ErrorSchema
@@ -34,7 +34,7 @@ class OrjsonProvider(JSONProvider):
     """Fast JSON that keeps key order (top-N dicts are ordered by value)."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, default=str).decode()
+        return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
@@ -74,13 +74,10 @@ def init_app(app: Flask) -> Api:
         return error_payload(f"storage unavailable: {error}", {}), 503
 
     api.register_converter(
-        AnyConverter, lambda converter: {"type": "string", "enum": sorted(converter.items)}
-    )
-    api.register_converter(
         DomainConverter, lambda converter: {"type": "string", "pattern": converter.pattern}
     )
     domains.register_components(api.spec)
-    for module in (domains, series, traffic, limits, stats, health, metrics):
+    for module in (domains, series, traffic, limits, alerts, stats, health, metrics):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.bp)
     return api

@@ -31,8 +31,6 @@ from storage import Receipt, StorageError
 
 blp = Blueprint("domains", __name__, description="Click batches and top domains.")
 
-PERIOD_RULE = "<any(" + ", ".join(f'"{name}"' for name in PERIOD_BY_NAME) + "):period>"
-
 
 def register_components(spec: APISpec) -> None:
     """Add the body schemas marshmallow cannot describe to the OpenAPI components."""
@@ -203,7 +201,6 @@ def top_body(ready: Ready, period: str, window: int, limit: int) -> bytes:
     return body
 
 
-@blp.route(f"/domains/{PERIOD_RULE}")
 class PeriodTop(MethodView):
     @blp.doc(parameters=[{"in": "query", "schema": TopQueryArgsSchema}])
     @blp.response(200, TopDomainsSchema)
@@ -214,6 +211,12 @@ class PeriodTop(MethodView):
         chosen = PERIOD_BY_NAME[period]
         ready = services().aggregator.ready(chosen, by)
         return _top_response(ready, chosen.name, chosen.seconds, limit)
+
+
+# One literal path per period and alias: unlike a `{period}` template, they cannot be
+# mistaken for `/domains/{domain}`.
+for _name in PERIOD_BY_NAME:
+    blp.route(f"/domains/{_name}", defaults={"period": _name})(PeriodTop)
 
 
 @blp.route("/domains/top")

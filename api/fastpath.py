@@ -20,7 +20,6 @@ from core.model import PERIOD_BY_NAME
 
 #: Where the endpoint label of a request's latency is left in the WSGI environ.
 ENDPOINT_KEY = "domainstats.endpoint"
-PERIOD_PATH = "/domains/{period}"
 _PERIODS = {f"/domains/{name}": period for name, period in PERIOD_BY_NAME.items()}
 _STATUS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
@@ -70,7 +69,7 @@ class FastPath:
         if method == "GET" and path in _PERIODS:
             body = self._top(_PERIODS[path], environ.get("QUERY_STRING", ""))
             if body is not None:
-                environ[ENDPOINT_KEY] = PERIOD_PATH
+                environ[ENDPOINT_KEY] = path
                 return _send(start_response, 200, body, {})
         elif method == "POST" and path == "/domains":
             length = environ.get("CONTENT_LENGTH") or ""

@@ -32,6 +32,9 @@ class Duration(fields.Field):
         metadata = {"type": "string", "pattern": DURATION_PATTERN, **kwargs.pop("metadata", {})}
         super().__init__(metadata=metadata, **kwargs)
 
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else f"{value}s"
+
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
         try:
             return parse_duration(value)
@@ -353,3 +356,93 @@ class SummarySchema(ma.Schema):
         metadata={"description": "Top 10 of the last minute, by metric."},
     )
     exceeded = fields.List(fields.Nested(ExceededLimitSchema), required=True)
+
+
+class AlertRuleSchema(ma.Schema):
+    """A threshold rule (`threshold`) or a quota rule (`quota`)."""
+
+    name = fields.String(validate=validate.Length(max=200), metadata={"example": "hot site"})
+    domain = fields.String(
+        required=True,
+        metadata={"description": "A domain, or `*` for all traffic.", "example": "*"},
+    )
+    metric = fields.String(
+        required=True,
+        validate=validate.OneOf([*METRICS, "requests"]),
+        metadata={"description": "`requests` (HTTP requests to this server) needs `*`."},
+    )
+    notify = fields.List(
+        fields.String(),
+        load_default=list,
+        metadata={"example": ["email:ops@example.com", "webhook:http://127.0.0.1:9000/hook"]},
+    )
+    # Threshold rules
+    window = Duration(metadata={"description": "Averaging window.", "example": "2m"})
+    threshold = fields.Float(
+        validate=validate.Range(min=0),
+        metadata={"description": "Fire when the average rises above this.", "example": 10},
+    )
+    per = fields.String(validate=validate.OneOf(["second", "minute", "hour"]))
+    recover_below = fields.Float(
+        validate=validate.Range(min=0),
+        metadata={"description": "Recover at or below this (default: the threshold)."},
+    )
+    for_ = Duration(
+        data_key="for",
+        metadata={"description": "How long the rise must last before firing.", "example": "30s"},
+    )
+    # Quota rules
+    period = fields.String(validate=validate.OneOf(["hour", "day", "month"]))
+    quota = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    levels = fields.List(
+        fields.Integer(validate=validate.Range(1, 1000)),
+        validate=validate.Length(min=1, max=20),
+        metadata={
+            "description": "Percentages of the quota to notify at.",
+            "example": [80, 90, 100],
+        },
+    )
+    id = fields.Integer(dump_only=True)
+
+    @ma.validates_schema
+    def _check(self, data: dict, **kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        if ("threshold" in data) == ("quota" in data):
+            errors["threshold"] = ["give `threshold` (threshold rule) or `quota` (quota rule)"]
+        elif "threshold" in data:
+            if not data.get("window") or data["window"] <= 0:
+                errors["window"] = ["a threshold rule needs a window, e.g. 2m"]
+            clear = data.get("recover_below")
+            if clear is not None and clear > data["threshold"]:
+                errors["recover_below"] = ["must not be above the threshold"]
+        else:
+            if "period" not in data:
+                errors["period"] = ["a quota rule needs a period: hour, day or month"]
+            data.setdefault("levels", [80, 90, 100])
+        if data.get("metric") == "requests" and data.get("domain") != "*":
+            errors["metric"] = ["`requests` counts all requests: use domain `*`"]
+        if errors:
+            raise ma.ValidationError(errors)
+
+
+class AlertRulesSchema(ma.Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    rules = fields.List(fields.Nested(AlertRuleSchema), required=True)
+
+
+class AlertSchema(ma.Schema):
+    rule = fields.String(required=True)
+    rule_id = fields.Integer(required=True)
+    state = fields.String(required=True, metadata={"example": "firing"})
+    value = fields.Float(required=True)
+    threshold = fields.Float(required=True)
+    at = fields.String(required=True)
+    message = fields.String()
+
+
+class AlertsSchema(ma.Schema):
+    """Firing alerts and the recent history (newest first)."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    firing = fields.List(fields.Nested(AlertSchema), required=True)
+    history = fields.List(fields.Nested(AlertSchema), required=True)

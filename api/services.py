@@ -10,6 +10,7 @@ from flask_smorest import abort
 from gevent.event import Event
 
 from aggregation import Aggregator
+from alerts import AlertEngine, Notifier
 from core.metrics import Metrics
 from storage import Storage
 
@@ -21,6 +22,8 @@ class Services:
     storage: Storage
     storage_name: str
     aggregator: Aggregator
+    alerts: AlertEngine
+    notifier: Notifier
     metrics: Metrics
     clock: Callable[[], float]
     started_at: float
@@ -40,6 +43,8 @@ class Services:
     def close(self) -> None:
         """Stop background work and release the storage."""
         self.aggregator.stop()
+        self.notifier.stop()
+        self.alerts.close()
         self.storage.close()
 
 

@@ -45,6 +45,12 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
             registry=r,
         )
+        self.notifications = Counter(
+            "domainstats_notifications",
+            "Alert notifications by kind (email, webhook) and outcome (sent, failed, expired).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         Gauge(
             "domainstats_tracked_domains", "Distinct domains inside the retention.", registry=r
         ).set_function(tracked_domains)

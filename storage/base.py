@@ -93,6 +93,9 @@ class Storage(Protocol):
     def total_rates(self) -> tuple[float, float, float]:
         """Return all traffic's (rx bit/s, tx bit/s, clicks/s) now."""
 
+    def domain_totals(self, name: str, seconds: int) -> dict[str, int]:
+        """Return one domain's clicks and bytes over the `seconds` ending now."""
+
     limits: dict[str, Limits]
 
     def set_limits(self, name: str, limits: Limits | None) -> None:

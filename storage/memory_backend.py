@@ -416,6 +416,19 @@ class MemoryStorage:
             items = offload(top_items, (column.copy(), limit, self._names, self._keys, ids))
         return TopResult(start, now, items)
 
+    def domain_totals(self, name: str, seconds: int) -> dict[str, int]:
+        """Return one domain's clicks and bytes over the `seconds` ending now."""
+        i = self._ids.get(name)
+        if i is None:
+            return dict.fromkeys(METRICS, 0)
+        _, _, values, ids = self._window_values(seconds)
+        if ids is not None:
+            at = int(np.searchsorted(ids, i))
+            if at >= len(ids) or ids[at] != i:
+                return dict.fromkeys(METRICS, 0)
+            i = at
+        return dict(zip(METRICS, values[i].tolist(), strict=True))
+
     def summary(self, seconds: int) -> WindowSummary:
         """Return the clicks and the distinct active domains of the `seconds` ending now."""
         _, _, values, _ = self._window_values(seconds)

@@ -366,6 +366,9 @@ class DurableStorage:
     def total_rates(self) -> tuple[float, float, float]:
         return self.memory.total_rates()
 
+    def domain_totals(self, name: str, seconds: int) -> dict[str, int]:
+        return self.memory.domain_totals(name, seconds)
+
     def series(
         self, names: list[str], start: int, end: int, step: int, by: str
     ) -> dict[str, list[int]]:
