@@ -1,0 +1,1 @@
+"""Traffic from elsewhere than POST /domains: access logs and Prometheus endpoints."""
