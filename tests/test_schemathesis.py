@@ -7,6 +7,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from api import DomainConverter
+
 
 @pytest.fixture
 def api_schema(app):
@@ -19,6 +21,10 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_spec(case):
+    if (case.path_parameters or {}).get("domain") in DomainConverter.reserved:
+        # A negative case: "/domains/hour" is not a bad /domains/{domain} but another
+        # documented operation (literal paths win in OpenAPI), tested on its own.
+        return
     # Every other check runs. This one is left out because whether a batch is valid depends
     # on the clock (timestamps within the retention) and on domain spelling rules, which
     # OpenAPI 3.0 cannot express; those 422s are documented and tested in test_api_domains.
