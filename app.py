@@ -25,6 +25,7 @@ from api.fastpath import Accounting, FastPath
 from api.services import Services
 from core.metrics import Metrics
 from core.timeutil import parse_duration
+from sources.scraper import Scraper, load_targets
 from storage import StorageError, create_storage
 
 logger = logging.getLogger("domainstats")
@@ -43,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_URL": None,
     "SMTP_FROM": "domainstats@localhost",
     "PUBLIC_URL": "http://127.0.0.1:5000",
+    "SCRAPE": "",
+    "SCRAPE_CONFIG": None,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "REBUILD_INTERVAL": 1.0,
     "SLOW_REBUILD_INTERVAL": 5.0,
@@ -95,6 +98,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         sender=app.config["SMTP_FROM"],
         offload=threads.apply,
     )
+    scrape = app.config["SCRAPE"]
+    scraper = Scraper(
+        storage,
+        load_targets(
+            scrape.split(",") if isinstance(scrape, str) else list(scrape),
+            app.config["SCRAPE_CONFIG"],
+        ),
+        clock=clock,
+        offload=threads.apply,
+        metrics=metrics,
+    )
     aggregator = Aggregator(
         storage,
         clock=clock,
@@ -112,6 +126,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         aggregator=aggregator,
         alerts=alerts,
         notifier=notifier,
+        scraper=scraper,
         metrics=metrics,
         clock=clock,
         started_at=clock(),
@@ -124,6 +139,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["START_BACKGROUND"]:
         aggregator.start()
         notifier.start()
+        scraper.start()
     return app
 
 
@@ -141,6 +157,8 @@ def _options() -> list[tuple[str, str, type, str]]:
         ("--smtp-url", "SMTP_URL", str, "smtp://user:pass@host:port (?starttls), for e-mail"),
         ("--smtp-from", "SMTP_FROM", str, "sender address of alert e-mails"),
         ("--public-url", "PUBLIC_URL", str, "this server's URL, for links in notifications"),
+        ("--scrape", "SCRAPE", str, "a Prometheus endpoint to scrape (repeatable)"),
+        ("--scrape-config", "SCRAPE_CONFIG", str, "a TOML file of [[target]] url/interval/key"),
     ]
 
 
@@ -156,7 +174,11 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     for flag, key, kind, text in _options():
         default = os.environ.get(f"{ENV_PREFIX}_{key}", DEFAULTS[key])
         parser.add_argument(
-            flag, dest=key, type=kind, help=f"{text} (default {default}; ${ENV_PREFIX}_{key})"
+            flag,
+            dest=key,
+            type=kind,
+            action="append" if key == "SCRAPE" else "store",
+            help=f"{text} (default {default or 'none'}; ${ENV_PREFIX}_{key})",
         )
     args = vars(parser.parse_args(argv))
     return {key: value for key, value in args.items() if value is not None}

@@ -12,7 +12,18 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from api import alerts, docs, domains, health, limits, metrics, series, stats, traffic
+from api import (
+    alerts,
+    docs,
+    domains,
+    health,
+    limits,
+    metrics,
+    series,
+    sources,
+    stats,
+    traffic,
+)
 from api.errors import error_payload, summarize
 from api.fastpath import ENDPOINT_KEY
 from api.schemas import ErrorSchema
@@ -77,7 +88,7 @@ def init_app(app: Flask) -> Api:
         DomainConverter, lambda converter: {"type": "string", "pattern": converter.pattern}
     )
     domains.register_components(api.spec)
-    for module in (domains, series, traffic, limits, alerts, stats, health, metrics):
+    for module in (domains, series, traffic, limits, alerts, sources, stats, health, metrics):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.bp)
     return api

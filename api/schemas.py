@@ -446,3 +446,22 @@ class AlertsSchema(ma.Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
     firing = fields.List(fields.Nested(AlertSchema), required=True)
     history = fields.List(fields.Nested(AlertSchema), required=True)
+
+
+class SourceSchema(ma.Schema):
+    url = fields.String(required=True)
+    interval = fields.Float(required=True)
+    key = fields.String(required=True, metadata={"example": "service"})
+    up = fields.Boolean(allow_none=True, required=True)
+    last_scrape = fields.String(allow_none=True, required=True)
+    last_duration = fields.Float(allow_none=True, required=True)
+    last_error = fields.String(allow_none=True, required=True)
+    scrapes = fields.Integer(required=True)
+    failures = fields.Integer(required=True)
+
+
+class SourcesSchema(ma.Schema):
+    """Scrape targets and how their last scrape went."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    sources = fields.List(fields.Nested(SourceSchema), required=True)

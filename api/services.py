@@ -12,6 +12,7 @@ from gevent.event import Event
 from aggregation import Aggregator
 from alerts import AlertEngine, Notifier
 from core.metrics import Metrics
+from sources.scraper import Scraper
 from storage import Storage
 
 
@@ -24,6 +25,7 @@ class Services:
     aggregator: Aggregator
     alerts: AlertEngine
     notifier: Notifier
+    scraper: Scraper
     metrics: Metrics
     clock: Callable[[], float]
     started_at: float
@@ -44,6 +46,7 @@ class Services:
         """Stop background work and release the storage."""
         self.aggregator.stop()
         self.notifier.stop()
+        self.scraper.stop()
         self.alerts.close()
         self.storage.close()
 

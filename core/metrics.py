@@ -51,6 +51,12 @@ class Metrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.scrapes = Counter(
+            "domainstats_scrapes",
+            "Prometheus scrapes by outcome (ok, failed).",
+            ["outcome"],
+            registry=r,
+        )
         Gauge(
             "domainstats_tracked_domains", "Distinct domains inside the retention.", registry=r
         ).set_function(tracked_domains)

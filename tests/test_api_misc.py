@@ -61,6 +61,7 @@ def test_openapi_documents_every_endpoint(client):
         "/alerts",
         "/alerts/rules",
         "/alerts/rules/{rule_id}",
+        "/sources",
         "/stats",
         "/health",
         "/metrics",
