@@ -27,6 +27,7 @@ from core.metrics import Metrics
 from core.timeutil import parse_duration
 from sources.scraper import Scraper, load_targets
 from storage import StorageError, create_storage
+from web import bp as web
 
 logger = logging.getLogger("domainstats")
 
@@ -135,6 +136,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         future=int(app.config["FUTURE"]),
     )
     init_app(app)
+    app.register_blueprint(web)
     app.wsgi_app = Accounting(FastPath(app.wsgi_app, services, app.config), services)
     if app.config["START_BACKGROUND"]:
         aggregator.start()

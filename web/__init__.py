@@ -1,0 +1,27 @@
+"""The dashboard: server-rendered pages that a small script fills from the JSON API."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from api.series import domain_name
+
+bp = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+
+@bp.get("/")
+def dashboard() -> str:
+    """The overview: top domains, the top five's chart, alerts, the request counter, sources."""
+    return render_template("dashboard.html")
+
+
+@bp.get("/ui/domains/<path:name>")
+def domain(name: str) -> str:
+    """One domain: its chart, rates, limits and exceeded flags."""
+    return render_template("domain.html", domain=domain_name(name))
