@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import gevent
-
+from core.loop import Periodic
 from core.metrics import Metrics
 from core.model import METRICS, PERIODS, Period
 from storage.base import Offload, Storage
@@ -55,7 +54,7 @@ class Aggregator:
         self.tasks = tasks
         self._ready: dict[tuple[str, str], Ready] = {}
         self._built_at: dict[str, float] = {}
-        self._greenlet: gevent.Greenlet | None = None
+        self._loop = Periodic(self.rebuild_once, interval, "aggregation tick")
 
     def ready(self, period: Period, by: str) -> Ready:
         """Return the ready answer, building it first if the loop has not yet."""
@@ -98,27 +97,8 @@ class Aggregator:
 
     def start(self) -> None:
         """Run `rebuild_once` every `interval` seconds in a greenlet until `stop`."""
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(self._run)
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop the loop."""
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
-
-    def _run(self) -> None:
-        next_tick = time.monotonic()
-        while True:
-            try:
-                self.rebuild_once()
-            except Exception:
-                # Never let the loop die: a broken tick is logged and the next one runs.
-                logger.exception("aggregation tick failed")
-            next_tick += self.interval
-            delay = next_tick - time.monotonic()
-            if delay < 0:
-                # Fell behind (a slow rebuild): skip the missed ticks instead of bursting.
-                next_tick -= delay
-                delay = 0
-            gevent.sleep(delay)
+        self._loop.stop()

@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-import time
 import urllib.request
 from email.message import EmailMessage
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import gevent
 import orjson
 
 from alerts.engine import AlertEngine, Notification
+from core.loop import Periodic
 from storage.base import Offload
 
 logger = logging.getLogger(__name__)
@@ -54,7 +52,7 @@ class Notifier:
         self.sender = sender
         self.offload = offload
         self.timeout = timeout
-        self._greenlet: gevent.Greenlet | None = None
+        self._loop = Periodic(self.deliver_due, 1.0, "delivering notifications")
 
     def deliver_due(self) -> int:
         """Try every due notification once; return how many were delivered."""
@@ -116,21 +114,9 @@ class Notifier:
             if not 200 <= response.status < 300:
                 raise RuntimeError(f"webhook answered {response.status}")
 
-    def start(self, interval: float = 1.0) -> None:
-        """Deliver due notifications every `interval` seconds in a greenlet."""
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(self._run, interval)
+    def start(self) -> None:
+        """Deliver due notifications every second in a greenlet."""
+        self._loop.start()
 
     def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
-
-    def _run(self, interval: float) -> Any:
-        while True:
-            started = time.monotonic()
-            try:
-                self.deliver_due()
-            except Exception:
-                logger.exception("delivering notifications failed")
-            gevent.sleep(max(0.0, interval - (time.monotonic() - started)))
+        self._loop.stop()

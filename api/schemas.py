@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
@@ -25,21 +26,39 @@ class ErrorSchema(ma.Schema):
     )
 
 
-class Duration(fields.Field):
-    """A duration such as `90s`, `15m`, `2h`, `1d` or plain seconds, loaded as whole seconds."""
+class Parsed(fields.Field):
+    """A string read by `parse` (which raises ValueError on bad input), documented as a string."""
+
+    parse: Callable[[Any], int]
+    pattern: str | None = None
 
     def __init__(self, **kwargs: Any) -> None:
-        metadata = {"type": "string", "pattern": DURATION_PATTERN, **kwargs.pop("metadata", {})}
+        metadata = {"type": "string", **kwargs.pop("metadata", {})}
+        if self.pattern:
+            metadata["pattern"] = self.pattern
         super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        try:
+            return type(self).parse(value)
+        except ValueError as exc:
+            raise ma.ValidationError(str(exc)) from None
+
+
+class Duration(Parsed):
+    """A duration such as `90s`, `15m`, `2h`, `1d` or plain seconds, loaded as whole seconds."""
+
+    parse = staticmethod(parse_duration)
+    pattern = DURATION_PATTERN
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else f"{value}s"
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ma.ValidationError(str(exc)) from None
+
+class TimeArg(Parsed):
+    """A moment as ISO-8601 or Unix seconds, loaded as Unix seconds."""
+
+    parse = staticmethod(parse_time)
 
 
 class TopQueryArgsSchema(ma.Schema):
@@ -170,20 +189,6 @@ CLICK_BATCH = {
     },
     "example": {"timestamp": 1644407344, "example1.com": 80, "example2.com": 5, "example3": 12},
 }
-
-
-class TimeArg(fields.Field):
-    """A moment as ISO-8601 or Unix seconds, loaded as Unix seconds."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        metadata = {"type": "string", **kwargs.pop("metadata", {})}
-        super().__init__(metadata=metadata, **kwargs)
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
-        try:
-            return parse_time(value)
-        except ValueError as exc:
-            raise ma.ValidationError(str(exc)) from None
 
 
 class SeriesQueryArgsSchema(ma.Schema):

@@ -58,5 +58,5 @@ class Metrics:
             registry=r,
         )
         Gauge(
-            "domainstats_tracked_domains", "Distinct domains inside the retention.", registry=r
+            "domainstats_tracked_domains", "Distinct domains known (seen since start).", registry=r
         ).set_function(tracked_domains)

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import gevent
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.domains import normalize_domain
+from core.loop import Periodic
 from core.metrics import Metrics
 from core.model import Batch
 from core.timeutil import isoformat
@@ -99,7 +99,7 @@ class Scraper:
         self.clock = clock
         self.offload = offload
         self.metrics = metrics
-        self._greenlet: gevent.Greenlet | None = None
+        self._loop = Periodic(self.scrape_due, 0.5, "scraping")
 
     def scrape_due(self) -> None:
         """Scrape every target whose time has come (the unit of work of the loop)."""
@@ -179,22 +179,13 @@ class Scraper:
     def status(self) -> list[dict[str, Any]]:
         return [target.describe() for target in self.targets]
 
-    def start(self, tick: float = 0.5) -> None:
-        if self._greenlet is None and self.targets:
-            self._greenlet = gevent.spawn(self._run, tick)
+    def start(self) -> None:
+        """Scrape due targets twice a second in a greenlet (none without targets)."""
+        if self.targets:
+            self._loop.start()
 
     def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
-
-    def _run(self, tick: float) -> None:
-        while True:
-            try:
-                self.scrape_due()
-            except Exception:
-                logger.exception("scraping failed")
-            gevent.sleep(tick)
+        self._loop.stop()
 
 
 def _batch(timestamp: int, counts: dict[str, list[int]]) -> Batch:

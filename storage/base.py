@@ -119,7 +119,7 @@ class Storage(Protocol):
         """Do housekeeping that must not wait for a request (expiry, windows); return now."""
 
     def tracked_domains(self) -> int:
-        """Return how many distinct domains have data inside the retention."""
+        """Return how many distinct domains are known."""
 
     def close(self) -> None:
         """Flush and release resources."""

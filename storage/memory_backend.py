@@ -573,7 +573,7 @@ class MemoryStorage:
         return 1
 
     def tracked_domains(self) -> int:
-        """Return the number of domains seen inside the retention."""
+        """Return the number of distinct domains known (never forgotten: see the README)."""
         return len(self._names)
 
     def close(self) -> None:

@@ -88,3 +88,24 @@ def test_ranking_can_run_in_a_thread(store, clock):
     aggregator.rebuild_once()
     assert aggregator.ready(DAY, "clicks").items == [("b.com", 2), ("a.com", 1)]
     pool.kill()
+
+
+def test_the_loop_outlives_a_failing_round():
+    import gevent
+
+    from core.loop import Periodic
+
+    calls = []
+
+    def work():
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("first round breaks")
+
+    loop = Periodic(work, 0.001, "test loop")
+    loop.start()
+    with gevent.Timeout(5):
+        while len(calls) < 3:
+            gevent.sleep(0.001)
+    loop.stop()
+    assert calls[:3] == [0, 1, 2]
