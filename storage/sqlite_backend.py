@@ -93,6 +93,9 @@ def _connect(path: Path, fsync: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if fsync == 'always' else 'NORMAL'}")
+        # WAL checkpoints (which fsync the database) run in our checkpoint thread, not inside
+        # a commit on the event loop.
+        db.execute("PRAGMA wal_autocheckpoint=0")
         if existed:
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
@@ -347,6 +350,7 @@ class DurableStorage:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def set_limits(self, name: str, limits: Limits | None) -> None:
         """Store (or with None, remove) the limits of a domain or of `_total`."""
