@@ -68,9 +68,11 @@ def test_dashboard_end_to_end(browser, tmp_path):
         assert rows.count() == 3
         assert rows.nth(0).inner_text().split("\t")[:3] == ["hot.example", "90", "72.0 %"]
 
-        page.click("button[data-period=hour]")
-        assert page.get_attribute("button[data-period=hour]", "aria-pressed") == "true"
-        page.wait_for_selector("#top tbody tr >> text=hot.example", timeout=12_000)
+        for period in ("hour", "day"):
+            page.click(f"button[data-period={period}]")
+            assert page.get_attribute(f"button[data-period={period}]", "aria-pressed") == "true"
+            assert page.get_attribute("button[data-period=min]", "aria-pressed") == "false"
+            page.wait_for_selector("#top tbody tr >> text=hot.example", timeout=12_000)
         page.select_option("#by", "bytes_out")
         page.wait_for_selector("#top-empty >> text=No traffic", timeout=10_000)
         page.select_option("#by", "clicks")
