@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from alerts.notify import check_target
+from api import examples
 from api.schemas import AlertRuleSchema, AlertRulesSchema, AlertsSchema
 from api.series import domain_name
 from api.services import services
@@ -78,7 +79,7 @@ class Rule(MethodView):
 
 @blp.route("/alerts")
 class Alerts(MethodView):
-    @blp.response(200, AlertsSchema)
+    @blp.response(200, AlertsSchema, example=examples.ALERTS)
     def get(self) -> dict:
         """Alerts firing now and the recent history of firing, recovery and quota events."""
         engine = services().alerts

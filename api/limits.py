@@ -7,6 +7,7 @@ from dataclasses import asdict
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from api import examples
 from api.schemas import LimitsListSchema, LimitsSchema, NamedLimitsSchema
 from api.series import domain_name
 from api.services import services
@@ -33,7 +34,7 @@ class LimitsList(MethodView):
 
 @blp.route("/limits/<domain:domain>")
 class DomainLimits(MethodView):
-    @blp.response(200, NamedLimitsSchema)
+    @blp.response(200, NamedLimitsSchema, example=examples.LIMITS)
     def get(self, domain: str) -> dict:
         """Show the limits of a domain, or of all traffic with `_total`."""
         key = limit_key(domain)
@@ -43,7 +44,7 @@ class DomainLimits(MethodView):
         return {"status": "ok", "domain": key, **asdict(limits)}
 
     @blp.arguments(LimitsSchema(), required=False)
-    @blp.response(200, NamedLimitsSchema)
+    @blp.response(200, NamedLimitsSchema, example=examples.LIMITS)
     def put(self, args: dict, domain: str) -> dict:
         """Set the limits of a domain (`_total` for all traffic); 0 or absent is unlimited."""
         key = limit_key(domain)

@@ -10,6 +10,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from api import examples
 from api.schemas import (
     MultiSeriesQueryArgsSchema,
     MultiSeriesSchema,
@@ -26,10 +27,13 @@ MAX_POINTS = 10_000
 MAX_DOMAINS = 50
 
 
-def _json_or_csv(schema: str) -> dict:
+def _json_or_csv(schema: str, example: dict) -> dict:
     """The 200 answer documented with both of its content types."""
     content = {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}},
+        "application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"},
+            "example": example,
+        },
         "text/csv": {"schema": {"type": "string"}, "example": "time,a.com,partial\n"},
     }
     return {"200": {"description": "OK", "content": content}}
@@ -110,7 +114,7 @@ def _answer(svc: Services, names: list[str], args: dict, single: bool) -> Respon
 class DomainSeries(MethodView):
     @blp.arguments(SeriesQueryArgsSchema(), location="query")
     @blp.response(200, SeriesSchema)
-    @blp.doc(responses=_json_or_csv("Series"))
+    @blp.doc(responses=_json_or_csv("Series", examples.SERIES))
     def get(self, args: dict, domain: str) -> Any:
         """A domain's series: every step of the range, 0 where nothing happened."""
         svc = services()
@@ -121,7 +125,7 @@ class DomainSeries(MethodView):
 class ManySeries(MethodView):
     @blp.arguments(MultiSeriesQueryArgsSchema(), location="query")
     @blp.response(200, MultiSeriesSchema)
-    @blp.doc(responses=_json_or_csv("MultiSeries"))
+    @blp.doc(responses=_json_or_csv("MultiSeries", examples.MULTI_SERIES))
     def get(self, args: dict) -> Any:
         """Several domains' series at once: listed in `domains`, or the current `top` N."""
         svc = services()

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from api import examples
 from api.limits import TOTAL
 from api.schemas import DomainStatsSchema, SummarySchema
 from api.series import domain_name
@@ -47,7 +48,7 @@ def _domain_rates(svc: Services, name: str) -> tuple[dict[str, float], dict] | N
 
 @blp.route("/domains/<domain:domain>")
 class DomainTraffic(MethodView):
-    @blp.response(200, DomainStatsSchema)
+    @blp.response(200, DomainStatsSchema, example=examples.DOMAIN_STATS)
     def get(self, domain: str) -> dict:
         """A domain's totals by period, rates (last 10 s), peaks (last hour) and limits."""
         svc = services()
@@ -79,7 +80,7 @@ class DomainTraffic(MethodView):
 
 @blp.route("/summary")
 class Summary(MethodView):
-    @blp.response(200, SummarySchema)
+    @blp.response(200, SummarySchema, example=examples.SUMMARY)
     def get(self) -> dict:
         """All traffic now: totals, rates, top domains, active domains, limits exceeded."""
         svc = services()

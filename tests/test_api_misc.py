@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
@@ -106,3 +107,14 @@ def test_fast_path_and_flask_answer_alike(app, client, rebuild):
     assert 'endpoint="/domains/hour",method="GET",status="200"} 3.0' in metrics
     assert 'endpoint="/domains/hour",method="GET",status="422"} 1.0' in metrics
     assert 'endpoint="/domains",method="POST",status="200"} 2.0' in metrics
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/domains/{domain}", "/domains/{domain}/series", "/series", "/summary", "/alerts", "/stats",
+     "/sources", "/limits/{domain}"],
+)  # fmt: skip
+def test_answers_are_documented_with_examples(client, path):
+    spec = client.get("/openapi.json").json
+    content = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+    assert content.get("example"), path
