@@ -68,6 +68,11 @@ class Bucket:
         if self._pending > self._merged + self.SLACK:
             self.arrays()
 
+    def renumber(self, remap: np.ndarray) -> None:
+        """Give every domain id its new number (`remap` keeps the order, so ids stay sorted)."""
+        ids, values = self.arrays()
+        self._parts = [(remap[ids], values)]
+
     def chunks(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Return the chunks as they are now; merging them later gives this slot's counts."""
         return list(self._parts)
@@ -266,6 +271,9 @@ class MemoryStorage:
         self._peaks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._peak_second = -1
         self.limits: dict[str, Limits] = {}
+        #: Set when `forget_unused` renumbered the domains (a durable copy must be rewritten).
+        self.renumbered = False
+        self._next_forget = clock() + HOUR
         #: (resolution, slot) of buckets changed since the last `take_dirty`.
         self.dirty: set[tuple[int, int]] = set()
         self.requests = RequestCounter(retention)
@@ -439,6 +447,9 @@ class MemoryStorage:
         """Expire old buckets and receipts, move the windows, sample peaks; return now."""
         now = self._sync()
         self._sample_peaks(now)
+        if now >= self._next_forget:
+            self._next_forget = now + HOUR
+            self.forget_unused()
         receipts = self._receipts
         while receipts and next(iter(receipts.values())).created < now - self.retention:
             receipts.popitem(last=False)
@@ -571,6 +582,47 @@ class MemoryStorage:
                 f"steps that are not whole minutes reach back {self.seconds.keep} s at most"
             )
         return 1
+
+    def forget_unused(self, min_share: float = 0.5) -> bool:
+        """Forget the domains no bucket holds any more, renumbering the others; True if done.
+
+        The names table would otherwise grow with every domain ever seen. Runs when at least
+        `min_share` of the names are unused, so its O(entries) cost is paid rarely.
+        """
+        n = len(self._names)
+        live = np.zeros(n, bool)
+        for buckets in self.by_resolution.values():
+            for key in list(buckets):
+                bucket = buckets.get(key)
+                if bucket is not None:
+                    live[bucket.arrays()[0]] = True
+        kept = int(live.sum())
+        if n == 0 or n - kept < max(1, min_share * n):
+            return False
+        remap = np.full(n, -1, np.intp)
+        remap[live] = np.arange(kept)
+        for buckets in self.by_resolution.values():
+            for key in list(buckets):
+                bucket = buckets.get(key)
+                if bucket is not None:
+                    bucket.renumber(remap)
+        for window in self.windows:
+            # Unused domains have nothing in any bucket, so nothing in any window either.
+            totals = np.zeros_like(window.totals)
+            totals[:, :kept] = window.totals[:, :n][:, live]
+            window.totals = totals
+        keys = np.zeros_like(self._keys)
+        keys[:kept] = self._keys[:n][live]
+        self._keys = keys
+        # New objects, not edits: a ranking running in a thread keeps the old ones.
+        self._names = [name for name, keep in zip(self._names, live.tolist(), strict=True) if keep]
+        self._ids = {name: i for i, name in enumerate(self._names)}
+        for minute, (ids, peak_in, peak_out) in list(self._peaks.items()):
+            keep = live[ids]
+            self._peaks[minute] = (remap[ids[keep]], peak_in[keep], peak_out[keep])
+        self.renumbered = True
+        logger.info("forgot %d unused domains, %d kept", n - kept, kept)
+        return True
 
     def tracked_domains(self) -> int:
         """Return the number of distinct domains known (never forgotten: see the README)."""

@@ -205,6 +205,7 @@ class DurableStorage:
         for name, *values in db.execute("SELECT * FROM limits"):
             memory.set_limits(name, Limits(*values))
         memory.requests = self._request_ring()
+        memory.forget_unused()  # names of domains that left the history while we were down
         logger.info(
             "restored %d buckets, %d domains and %d logged batches from %s in %.3f s",
             buckets,
@@ -301,6 +302,13 @@ class DurableStorage:
         # Taken without yielding, so the snapshot is exactly the log up to self._log_id; the
         # merging and writing happen in the thread, so the event loop keeps serving.
         now = int(self.memory.maintain())  # roll up what has just left the retention
+        full = self.memory.renumbered
+        if full:
+            # Domains were renumbered: every name and bucket is written again, in one go.
+            self.memory.renumbered = False
+            self._saved_names = 0
+            for resolution, buckets in self.memory.by_resolution.items():
+                self.memory.dirty.update((resolution, key) for key in list(buckets))
         dirty = self.memory.take_dirty()
         names = self.memory.names
         new_names = (self._saved_names, names[self._saved_names :])
@@ -320,7 +328,7 @@ class DurableStorage:
         self._last_checkpoint = time.monotonic()
         self._requests_since_checkpoint = 0
 
-    def _write_checkpoint(self, dirty, new_names, horizon, log_id, now) -> None:
+    def _write_checkpoint(self, dirty, new_names, horizon, log_id, now, full=False) -> None:
         first, fresh = new_names
         rows, gone = [], []
         for resolution, slot, chunks in dirty:
@@ -332,6 +340,9 @@ class DurableStorage:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if full:
+                db.execute("DELETE FROM domains")
+                db.execute("DELETE FROM buckets")
             if fresh:
                 db.execute(
                     "INSERT OR REPLACE INTO domains VALUES (?, ?)",

@@ -200,3 +200,26 @@ def test_rollups_and_limits_survive_restarts(open_store, clock):
     again.close()
     third = open_store(retention=3600)
     assert third.top(86400, 10, "clicks").items == [("old.example", 5), ("new.example", 1)]
+
+
+@pytest.mark.parametrize("checkpoint_after", [False, True])
+def test_renumbered_domains_survive_a_crash(open_store, clock, checkpoint_after):
+    store = open_store(retention=3600, history=3600)
+    store.add([Batch(T0, [f"old{i}.example" for i in range(10)], [1, 0, 0] * 10)])
+    store.checkpoint()
+    clock.tick(3 * 3600)  # the old domains leave the history; the hourly forgetting is due
+    store.add([Batch(int(clock.now), ["new.example", "other.example"], [5, 0, 0, 2, 1, 0])])
+    store.maintain()
+    assert store.tracked_domains() == 2  # renumbered in memory; the disk still has old ids
+    store.add([Batch(int(clock.now), ["third.example"], [7, 0, 0])])
+    if checkpoint_after:
+        store.checkpoint()  # rewrites every name and bucket under the new numbers
+    before = answers(store)
+    crash(store)
+    again = open_store(retention=3600, history=3600)
+    assert answers(again) == before
+    assert again.top(60, 10, "clicks").items == [
+        ("third.example", 7),
+        ("new.example", 5),
+        ("other.example", 2),
+    ]

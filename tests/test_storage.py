@@ -193,3 +193,47 @@ def test_matches_a_brute_force_reference(seed):
             for by in METRICS:
                 got = store.top(seconds, 5, by).items
                 assert got == reference_top(events, clock.now, seconds, 5, by), (seconds, by)
+
+
+def all_answers(store, names):
+    tops = [store.top(w, 50, by).items for w in (60, 600, 3600, 7200, 86400) for by in METRICS]
+    now = int(store.clock())
+    series = store.series(names, now // 3600 * 3600 - 3 * 3600, now, 3600, "clicks")
+    return tops, series, [store.domain_totals(n, 7200) for n in names]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_forgetting_unused_domains_changes_no_answer(seed):
+    rng = random.Random(seed)
+    clock, twin_clock = FakeClock(), FakeClock()
+    store = MemoryStorage(retention=3600, history=7200, clock=clock)
+    twin = MemoryStorage(retention=3600, history=7200, clock=twin_clock)
+    twin._next_forget = float("inf")  # the twin never forgets: the answers must agree
+    names = [f"d{i}.example" for i in range(60)]
+    forgot = 0
+    for _ in range(150):
+        now = int(clock.now)
+        ts = rng.choice([now, now - rng.randrange(7000)])
+        picked = rng.sample(names, rng.randrange(1, 5))
+        values = [rng.randrange(0, 9) for _ in range(3 * len(picked))]
+        for s in (store, twin):
+            s.add([Batch(ts, picked, values)])
+        step = rng.choice([1, 30, 600, 1800])
+        clock.tick(step)
+        twin_clock.tick(step)
+        store.maintain()
+        twin.maintain()
+        forgot += store.forget_unused(min_share=0)
+        assert all_answers(store, names) == all_answers(twin, names)
+    assert forgot > 0
+    assert store.tracked_domains() < twin.tracked_domains()
+
+
+def test_unused_domains_are_forgotten_hourly(clock):
+    store = MemoryStorage(retention=3600, history=3600, clock=clock)
+    store.add([batch(T0, gone=1), batch(T0, also_gone=1)])
+    clock.tick(3 * 3600)
+    store.add([batch(int(clock.now), kept=2)])
+    store.maintain()
+    assert store.tracked_domains() == 1
+    assert store.top(60, 10, "clicks").items == [("kept", 2)]
