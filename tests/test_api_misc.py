@@ -118,3 +118,18 @@ def test_answers_are_documented_with_examples(client, path):
     spec = client.get("/openapi.json").json
     content = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
     assert content.get("example"), path
+
+
+def test_dashboard_pages_are_html(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "domainstats.dashboard()" in page.get_data(as_text=True)
+    domain = client.get("/ui/domains/Example.COM")
+    assert 'data-domain="example.com"' in domain.get_data(as_text=True)
+    bad = client.get("/ui/domains/not%20a%20domain")
+    assert bad.status_code == 404 and bad.mimetype == "text/html"
+    assert "is not a domain" in bad.get_data(as_text=True)
+    # Every asset the pages load is served here (nothing from a CDN).
+    for asset in ("app.js", "app.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/LICENSE"):
+        with client.get(f"/ui/static/{asset}") as response:
+            assert response.status_code == 200, asset

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from api.series import domain_name
+from core.domains import normalize_domain
 
 bp = Blueprint(
     "web",
@@ -22,6 +22,10 @@ def dashboard() -> str:
 
 
 @bp.get("/ui/domains/<path:name>")
-def domain(name: str) -> str:
+def domain(name: str) -> str | tuple[str, int]:
     """One domain: its chart, rates, limits and exceeded flags."""
-    return render_template("domain.html", domain=domain_name(name))
+    try:
+        return render_template("domain.html", domain=normalize_domain(name))
+    except ValueError as exc:
+        # A page, not the API's JSON: a person typed this address.
+        return render_template("error.html", message=f"{name!r} is not a domain: {exc}"), 404
