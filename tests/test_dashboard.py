@@ -100,6 +100,11 @@ def test_dashboard_end_to_end(browser, tmp_path):
             timeout=10_000,
         ).json_value()
         assert drawn > 500, "the chart's canvas should be drawn on"
+        box = page.locator("#chart .u-over").bounding_box()
+        page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)
+        tooltip = page.locator("#chart .tooltip")
+        tooltip.wait_for(state="visible", timeout=5_000)
+        assert "hot.example: 90" in tooltip.inner_text()
         assert "90" in page.locator("#totals tbody tr").first.inner_text()
         shoot(page, "domain")
 

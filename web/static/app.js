@@ -73,7 +73,26 @@ window.domainstats = (() => {
       axes: [{ stroke: "currentColor" }, { stroke: "currentColor", size: 70 }],
       cursor: { focus: { prox: 16 } },
       legend: { live: true },
+      hooks: { setCursor: [showTooltip] },
     }, data, container);
+  }
+
+  /** A tooltip at the point under the cursor: its time and every series' value. */
+  function showTooltip(u) {
+    let tip = u.root.querySelector(".tooltip");
+    if (!tip) {
+      tip = text("div", "", "tooltip");
+      tip.setAttribute("role", "status");
+      u.over.append(tip);
+    }
+    const { idx, left, top } = u.cursor;
+    if (idx == null || left < 0) { tip.hidden = true; return; }
+    const when = new Date(u.data[0][idx] * 1000).toISOString().replace(".000Z", "Z");
+    const lines = u.series.slice(1).map((s, i) => `${s.label}: ${number.format(u.data[i + 1][idx])}`);
+    tip.replaceChildren(text("strong", when), ...lines.map((line) => text("div", line)));
+    tip.hidden = false;
+    tip.style.left = `${Math.min(left + 12, u.over.clientWidth - tip.offsetWidth)}px`;
+    tip.style.top = `${Math.max(0, top - tip.offsetHeight - 8)}px`;
   }
 
   window.addEventListener("resize", () => {
