@@ -445,14 +445,19 @@ class MemoryStorage:
 
     def maintain(self) -> float:
         """Expire old buckets and receipts, move the windows, sample peaks; return now."""
-        now = self._sync()
-        self._sample_peaks(now)
+        now = self._current_rates()
         if now >= self._next_forget:
             self._next_forget = now + HOUR
             self.forget_unused()
         receipts = self._receipts
         while receipts and next(iter(receipts.values())).created < now - self.retention:
             receipts.popitem(last=False)
+        return now
+
+    def _current_rates(self) -> float:
+        """Move the windows and sample peaks, without the housekeeping of `maintain`."""
+        now = self._sync()
+        self._sample_peaks(now)
         return now
 
     def _sync(self) -> float:
@@ -495,7 +500,7 @@ class MemoryStorage:
         i = self._ids.get(name)
         if i is None:
             return None
-        self.maintain()
+        self._current_rates()
         totals = {
             period.name: dict(zip(METRICS, window.totals[:, i].tolist(), strict=True))
             for period, window in zip(PERIODS, self.windows, strict=False)
@@ -518,7 +523,7 @@ class MemoryStorage:
 
     def total_rates(self) -> tuple[float, float, float]:
         """Return all traffic's (rx bit/s, tx bit/s, clicks/s) over the rate span."""
-        self.maintain()
+        self._current_rates()
         clicks, bytes_in, bytes_out = self.rates.totals.sum(axis=1).tolist()
         return bytes_in * 8 / RATE_SPAN, bytes_out * 8 / RATE_SPAN, clicks / RATE_SPAN
 

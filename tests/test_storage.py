@@ -237,3 +237,15 @@ def test_unused_domains_are_forgotten_hourly(clock):
     store.maintain()
     assert store.tracked_domains() == 1
     assert store.top(60, 10, "clicks").items == [("kept", 2)]
+
+
+def test_reading_rates_leaves_the_hourly_forgetting_to_maintain(clock):
+    store = MemoryStorage(retention=3600, history=3600, clock=clock)
+    store.add([batch(T0, gone=1)])
+    clock.tick(3 * 3600)
+    store.add([batch(int(clock.now), kept=2)])
+    store.total_rates()
+    assert store.domain_stats("kept").clicks_per_s == 0.2
+    assert store.tracked_domains() == 2  # a request never pays for the O(entries) pass
+    store.maintain()
+    assert store.tracked_domains() == 1
