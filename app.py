@@ -20,13 +20,15 @@ from gevent.threadpool import ThreadPool
 
 from aggregation import Aggregator
 from alerts import AlertEngine, Notifier
+from alerts.stores import AlertStore, RedisAlertStore, SqliteAlertStore
 from api import init_app
 from api.fastpath import Accounting, FastPath
 from api.services import Services
 from core.metrics import Metrics
 from core.timeutil import parse_duration
 from sources.scraper import Scraper, load_targets
-from storage import StorageError, create_storage
+from storage import RedisStorage, StorageError, create_storage
+from storage.base import Coordinator
 from web import bp as web
 
 logger = logging.getLogger("domainstats")
@@ -84,20 +86,41 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         history=history,
     )
     metrics = Metrics(storage.tracked_domains)
-    durable = url.partition("://")[0] == "sqlite"
+    scheme = url.partition("://")[0]
+    if isinstance(storage, RedisStorage):
+        store: AlertStore = RedisAlertStore(storage)
+    else:
+        durable = scheme == "sqlite"
+        path = Path(app.config["DATA_DIR"]) / "alerts.sqlite3" if durable else ":memory:"
+        store = SqliteAlertStore(str(path))
     alerts = AlertEngine(
         storage,
-        str(Path(app.config["DATA_DIR"]) / "alerts.sqlite3") if durable else ":memory:",
+        store,
         clock=clock,
         metrics=metrics,
         dashboard_url=app.config["PUBLIC_URL"],
     )
     threads = ThreadPool(2)
+    coordinator = storage if isinstance(storage, Coordinator) else None
+    aggregator = Aggregator(
+        storage,
+        clock=clock,
+        interval=float(app.config["REBUILD_INTERVAL"]),
+        slow_interval=float(app.config["SLOW_REBUILD_INTERVAL"]),
+        top_k=int(app.config["TOP_K"]),
+        metrics=metrics,
+        # Ranking a million domains takes milliseconds that requests should not wait for.
+        offload=threads.apply if app.config["START_BACKGROUND"] else None,
+        tasks=(alerts.evaluate,),
+        coordinator=coordinator,
+    )
     notifier = Notifier(
         alerts,
         smtp_url=app.config["SMTP_URL"],
         sender=app.config["SMTP_FROM"],
         offload=threads.apply,
+        # Many processes on one Redis: only the one leading the tick sends.
+        gate=None if coordinator is None else lambda: aggregator.leader,
     )
     scrape = app.config["SCRAPE"]
     scraper = Scraper(
@@ -110,20 +133,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         offload=threads.apply,
         metrics=metrics,
     )
-    aggregator = Aggregator(
-        storage,
-        clock=clock,
-        interval=float(app.config["REBUILD_INTERVAL"]),
-        slow_interval=float(app.config["SLOW_REBUILD_INTERVAL"]),
-        top_k=int(app.config["TOP_K"]),
-        metrics=metrics,
-        # Ranking a million domains takes milliseconds that requests should not wait for.
-        offload=threads.apply if app.config["START_BACKGROUND"] else None,
-        tasks=(alerts.evaluate,),
-    )
     app.extensions["domainstats"] = services = Services(
         storage=storage,
-        storage_name=url.partition("://")[0],
+        storage_name=scheme,
         aggregator=aggregator,
         alerts=alerts,
         notifier=notifier,

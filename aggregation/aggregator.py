@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
+
 from core.loop import Periodic
 from core.metrics import Metrics
 from core.model import METRICS, PERIODS, Period
-from storage.base import Offload, Storage
+from storage.base import Coordinator, Offload, Storage, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,11 @@ class Ready:
 
 
 class Aggregator:
-    """Rebuilds the top `top_k` of each period and metric: `min` every tick, the rest less often."""
+    """Rebuilds the top `top_k` of each period and metric: `min` every tick, the rest less often.
+
+    With a `coordinator` (a storage shared by many processes) one process at a time holds the
+    lease: it rebuilds, publishes the answers and runs the tasks; the others read its answers.
+    """
 
     def __init__(
         self,
@@ -42,6 +48,7 @@ class Aggregator:
         metrics: Metrics | None = None,
         offload: Offload | None = None,
         tasks: tuple[Callable[[], object], ...] = (),
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.storage = storage
         self.clock = clock
@@ -52,8 +59,12 @@ class Aggregator:
         self.offload = offload
         #: More units of work run on each tick after the rebuild (alert evaluation, say).
         self.tasks = tasks
+        self.coordinator = coordinator
+        #: Whether this process did the last tick's work (always, without a coordinator).
+        self.leader = coordinator is None
         self._ready: dict[tuple[str, str], Ready] = {}
         self._built_at: dict[str, float] = {}
+        self._fetched: dict[str, bytes] = {}
         self._loop = Periodic(self.rebuild_once, interval, "aggregation tick")
 
     def ready(self, period: Period, by: str) -> Ready:
@@ -71,6 +82,17 @@ class Aggregator:
             self.storage.maintain()
         except Exception:
             logger.exception("storage maintenance failed")
+        if self.coordinator is not None:
+            try:
+                # A lease of a few ticks: a leader that dies is replaced within that time.
+                self.leader = self.coordinator.lead("aggregator", 3 * self.interval + 1)
+                if not self.leader:
+                    self._take_published()
+            except StorageError as exc:
+                self.leader = False
+                logger.warning("aggregation tick skipped: %s", exc)
+            if not self.leader:
+                return
         for period in PERIODS:
             due = self._built_at.get(period.name, -float("inf")) + self.slow_interval
             if period.seconds <= 60 or now >= due:
@@ -88,12 +110,30 @@ class Aggregator:
 
     def _rebuild(self, period: Period, now: float) -> None:
         started = time.perf_counter()
+        shared = {}
         for by in METRICS:
             result = self.storage.top(period.seconds, self.top_k, by, self.offload)
             self._ready[(period.name, by)] = Ready(by, result.start, result.end, now, result.items)
+            shared[by] = [result.start, result.end, now, result.items]
         self._built_at[period.name] = now
+        if self.coordinator is not None:
+            keep = 3 * max(self.interval, self.slow_interval)
+            self.coordinator.publish("top:" + period.name, orjson.dumps(shared), keep)
         if self.metrics:
             self.metrics.rebuild_seconds.labels(period.name).observe(time.perf_counter() - started)
+
+    def _take_published(self) -> None:
+        """Use the answers the leader published (those that changed since the last look)."""
+        names = [period.name for period in PERIODS]
+        bodies = self.coordinator.fetch(["top:" + name for name in names])
+        for name, body in zip(names, bodies, strict=True):
+            if body is None or body == self._fetched.get(name):
+                continue
+            self._fetched[name] = body
+            for by, (start, end, updated_at, items) in orjson.loads(body).items():
+                pairs = [(domain, value) for domain, value in items]
+                self._ready[(name, by)] = Ready(by, start, end, updated_at, pairs)
+            self._built_at[name] = self.clock()
 
     def start(self) -> None:
         """Run `rebuild_once` every `interval` seconds in a greenlet until `stop`."""

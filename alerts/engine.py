@@ -10,54 +10,23 @@ a firing alert nor notifies twice for one crossing.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from alerts.stores import AlertStore, Notification
 from core.metrics import Metrics
 from core.timeutil import isoformat
 from storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rules (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS state (
-    rule_id INTEGER PRIMARY KEY, state TEXT NOT NULL, since REAL NOT NULL, value REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS quota_levels (
-    rule_id INTEGER NOT NULL, period TEXT NOT NULL, level INTEGER NOT NULL,
-    PRIMARY KEY (rule_id, period, level));
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, rule_id INTEGER NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,
-    value REAL NOT NULL, threshold REAL NOT NULL, at REAL NOT NULL, message TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY, target TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
-    payload BLOB NOT NULL, created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL, last_error TEXT);
-"""
 PER = {"second": 1, "minute": 60, "hour": 3600}
 #: How long an undelivered notification is retried before it is dropped (and counted).
 MAX_AGE = 24 * 3600
 MAX_BACKOFF = 300
-HISTORY_KEPT = 1000
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One message for one target (`email:...` or `webhook:...`)."""
-
-    id: int
-    target: str
-    subject: str
-    body: str
-    payload: dict[str, Any]
-    attempts: int
+__all__ = ["AlertEngine", "Notification", "period_start"]
 
 
 def period_start(period: str, now: float) -> tuple[str, int]:
@@ -74,75 +43,41 @@ def period_start(period: str, now: float) -> tuple[str, int]:
 
 
 class AlertEngine:
-    """Rules, state and outbox in one SQLite database (a file, or memory)."""
+    """Evaluates rules against the storage; rules, state and outbox live in `store`."""
 
     def __init__(
         self,
         storage: Storage,
-        path: str,
+        store: AlertStore,
         *,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         dashboard_url: str = "http://127.0.0.1:5000",
     ) -> None:
         self.storage = storage
+        self.store = store
         self.clock = clock
         self.metrics = metrics
         self.dashboard_url = dashboard_url.rstrip("/")
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        # Used only from the event loop, and never across a yield: no lock needed.
 
     # Rules ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _sql(self, query: str, args: tuple = ()) -> list[tuple]:
-        return self._db.execute(query, args).fetchall()
-
     def rules(self) -> list[dict[str, Any]]:
         """Every rule, with its id."""
-        rows = self._sql("SELECT id, body FROM rules ORDER BY id")
-        return [{"id": rule_id, **orjson.loads(body)} for rule_id, body in rows]
+        return self.store.rules()
 
     def rule(self, rule_id: int) -> dict[str, Any] | None:
-        if not 0 < rule_id < 2**63:
-            return None
-        rows = self._sql("SELECT body FROM rules WHERE id = ?", (rule_id,))
-        return {"id": rule_id, **orjson.loads(rows[0][0])} if rows else None
+        return self.store.rule(rule_id) if 0 < rule_id < 2**63 else None
 
     def add_rule(self, rule: dict[str, Any]) -> dict[str, Any]:
-        cursor = self._db.execute("INSERT INTO rules (body) VALUES (?)", (orjson.dumps(rule),))
-        return {"id": cursor.lastrowid, **rule}
+        return {"id": self.store.add_rule(rule), **rule}
 
     def replace_rule(self, rule_id: int, rule: dict[str, Any]) -> bool:
         """Replace a rule; its state starts over (a changed rule is a new question)."""
-        if not 0 < rule_id < 2**63:
-            return False
-        with self._transaction() as db:
-            found = db.execute(
-                "UPDATE rules SET body = ? WHERE id = ?", (orjson.dumps(rule), rule_id)
-            ).rowcount
-            db.execute("DELETE FROM state WHERE rule_id = ?", (rule_id,))
-        return bool(found)
+        return 0 < rule_id < 2**63 and self.store.replace_rule(rule_id, rule)
 
     def delete_rule(self, rule_id: int) -> bool:
-        if not 0 < rule_id < 2**63:
-            return False
-        with self._transaction() as db:
-            found = db.execute("DELETE FROM rules WHERE id = ?", (rule_id,)).rowcount
-            db.execute("DELETE FROM state WHERE rule_id = ?", (rule_id,))
-            db.execute("DELETE FROM quota_levels WHERE rule_id = ?", (rule_id,))
-        return bool(found)
+        return 0 < rule_id < 2**63 and self.store.delete_rule(rule_id)
 
     # Evaluation -------------------------------------------------------------------------
 
@@ -162,24 +97,26 @@ class AlertEngine:
     def evaluate(self) -> None:
         """Evaluate every rule once, now; one broken rule never stops the others."""
         now = self.clock()
+        states = self.store.states()
         for rule in self.rules():
             try:
                 if "quota" in rule:
                     self._evaluate_quota(rule, now)
                 else:
-                    self._evaluate_threshold(rule, now)
+                    self._evaluate_threshold(rule, states.get(rule["id"]), now)
             except Exception:
                 logger.exception("evaluating alert rule %s failed", rule["id"])
 
-    def _evaluate_threshold(self, rule: dict[str, Any], now: float) -> None:
+    def _evaluate_threshold(
+        self, rule: dict[str, Any], old: tuple[str, float, float] | None, now: float
+    ) -> None:
         window = rule["window"]
         hits = self._window_total(rule, window)
         value = hits / window * PER[rule.get("per", "second")]
         threshold = rule["threshold"]
         clear = rule.get("recover_below", threshold)
         hold = rule.get("for", 0)
-        rows = self._sql("SELECT state, since FROM state WHERE rule_id = ?", (rule["id"],))
-        state, since = rows[0] if rows else ("ok", now)
+        state, since = old[:2] if old else ("ok", now)
         new_state, event = state, None
         if state in ("ok", "pending") and value > threshold:
             if state == "ok":
@@ -190,19 +127,9 @@ class AlertEngine:
             new_state = "ok"
         elif state == "firing" and value <= clear:
             new_state, event = "ok", "recovered"
-        if new_state != state or not rows:
+        if new_state != state or not old:
             since = now if new_state != "pending" else since
-        with self._transaction():
-            self._write_state(rule, new_state, since, value, event, hits, threshold, now)
-
-    def _write_state(
-        self, rule: dict, new_state: str, since: float, value: float, event: str | None,
-        hits: float, threshold: float, now: float,
-    ) -> None:  # fmt: skip
-        self._db.execute(
-            "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
-            (rule["id"], new_state, since, value),
-        )
+        events, notes = [], []
         if event is not None:
             name = rule.get("name") or f"rule {rule['id']}"
             if event == "firing":
@@ -212,83 +139,69 @@ class AlertEngine:
                 )
             else:
                 message = f"{name}: High traffic alert recovered at {isoformat(now)}"
-            self._record(rule, event, value, threshold, now, message)
+            events, notes = self._record(rule, event, value, threshold, now, message)
+        self.store.commit(rule["id"], (new_state, since, value), (), events, notes)
 
     def _evaluate_quota(self, rule: dict[str, Any], now: float) -> None:
         period, start = period_start(rule["period"], now)
         used = self._window_total(rule, max(1, int(now) - start + 1))
         share = used / rule["quota"] * 100
-        done = {
-            level
-            for (level,) in self._db.execute(
-                "SELECT level FROM quota_levels WHERE rule_id = ? AND period = ?",
-                (rule["id"], period),
-            )
-        }
+        done = self.store.quota_done(rule["id"], period)
         due = [lv for lv in sorted(rule["levels"]) if share >= lv and lv not in done]
         if not due:
             return
         name = rule.get("name") or f"rule {rule['id']}"
-        with self._transaction() as db:
-            for level in due:
-                db.execute("INSERT INTO quota_levels VALUES (?, ?, ?)", (rule["id"], period, level))
-                message = (
-                    f"{name}: {rule['domain']} used {level}% of its {rule['metric']} quota for "
-                    f"{period} ({used:g} of {rule['quota']:g}, {share:.1f}%) at {isoformat(now)}"
-                )
-                self._record(rule, f"quota {level}%", used, rule["quota"], now, message)
+        events, notes = [], []
+        for level in due:
+            message = (
+                f"{name}: {rule['domain']} used {level}% of its {rule['metric']} quota for "
+                f"{period} ({used:g} of {rule['quota']:g}, {share:.1f}%) at {isoformat(now)}"
+            )
+            more = self._record(rule, f"quota {level}%", used, rule["quota"], now, message)
+            events += more[0]
+            notes += more[1]
+        self.store.commit(rule["id"], None, [(period, level) for level in due], events, notes)
 
     def _record(
         self, rule: dict, state: str, value: float, threshold: float, now: float, message: str
-    ) -> None:
-        """Record an event and queue its notifications (inside the caller's transaction)."""
+    ) -> tuple[list[dict[str, Any]], list[Notification]]:
+        """Return the event of a state change and the notifications it owes."""
         name = rule.get("name") or f"rule {rule['id']}"
-        self._db.execute(
-            "INSERT INTO events (rule_id, rule, state, value, threshold, at, message) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (rule["id"], name, state, value, threshold, now, message),
-        )
-        self._db.execute(
-            "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (HISTORY_KEPT,)
-        )
-        logger.warning("alert: %s", message)
-        domain = rule["domain"]
-        link = self.dashboard_url + ("/" if domain == "*" else f"/ui/domains/{domain}")
-        payload = {
-            "rule": name,
+        event = {
             "rule_id": rule["id"],
-            "domain": domain,
-            "metric": rule["metric"],
+            "rule": name,
             "state": state,
             "value": value,
             "threshold": threshold,
-            "at": isoformat(now),
+            "at": now,
             "message": message,
-            "dashboard": link,
         }
+        logger.warning("alert: %s", message)
+        domain = rule["domain"]
+        link = self.dashboard_url + ("/" if domain == "*" else f"/ui/domains/{domain}")
+        payload = {**event, "domain": domain, "metric": rule["metric"], "at": isoformat(now)}
+        payload["dashboard"] = link
         body = (
             f"{message}\n\nRule: {name} (id {rule['id']})\nDomain: {domain}\n"
             f"Metric: {rule['metric']}\nValue: {value:g}\nThreshold: {threshold:g}\n"
             f"Time: {isoformat(now)}\nDashboard: {link}\n"
         )
         subject = f"[domainstats] {name}: {state}"
-        for target in rule.get("notify", []):
-            self._db.execute(
-                "INSERT INTO outbox (target, subject, body, payload, created, next_attempt) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (target, subject, body, orjson.dumps(payload), now, now),
-            )
+        notes = [
+            Notification(0, target, subject, body, payload, 0, now)
+            for target in rule.get("notify", [])
+        ]
+        return [event], notes
 
     # Reads ------------------------------------------------------------------------------
 
     def firing(self) -> list[dict[str, Any]]:
         """Alerts firing now."""
         rules = {rule["id"]: rule for rule in self.rules()}
-        rows = self._sql("SELECT rule_id, since, value FROM state WHERE state = 'firing'")
         out = []
-        for rule_id, since, value in rows:
+        for rule_id, (state, since, value) in sorted(self.store.states().items()):
             rule = rules.get(rule_id)
-            if rule is not None:
+            if rule is not None and state == "firing":
                 name = rule.get("name") or f"rule {rule_id}"
                 out.append({
                     "rule": name,
@@ -302,38 +215,22 @@ class AlertEngine:
 
     def history(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent events, newest first."""
-        rows = self._sql(
-            "SELECT rule_id, rule, state, value, threshold, at, message FROM events "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        keys = ("rule_id", "rule", "state", "value", "threshold", "at", "message")
-        return [{**dict(zip(keys, row, strict=True)), "at": isoformat(row[5])} for row in rows]
+        return [{**event, "at": isoformat(event["at"])} for event in self.store.history(limit)]
 
     # Delivery ---------------------------------------------------------------------------
 
     def due(self) -> list[Notification]:
         """Notifications whose next attempt is due; those too old are dropped (and counted)."""
         now = self.clock()
-        expired = self._db.execute(
-            "DELETE FROM outbox WHERE created < ? RETURNING target", (now - MAX_AGE,)
-        ).fetchall()
-        rows = self._db.execute(
-            "SELECT id, target, subject, body, payload, attempts FROM outbox "
-            "WHERE next_attempt <= ? ORDER BY id",
-            (now,),
-        ).fetchall()
-        for (target,) in expired:
+        expired, notes = self.store.due(now, now - MAX_AGE)
+        for target in expired:
             logger.error("notification to %s dropped after %d s of failures", target, MAX_AGE)
             if self.metrics:
                 self.metrics.notifications.labels(target.partition(":")[0], "expired").inc()
-        return [
-            Notification(i, target, subject, body, orjson.loads(payload), attempts)
-            for i, target, subject, body, payload, attempts in rows
-        ]
+        return notes
 
     def delivered(self, note: Notification) -> None:
-        self._db.execute("DELETE FROM outbox WHERE id = ?", (note.id,))
+        self.store.delivered(note.id)
         logger.info("notification %s sent to %s", note.subject, note.target)
         if self.metrics:
             self.metrics.notifications.labels(note.target.partition(":")[0], "sent").inc()
@@ -341,17 +238,13 @@ class AlertEngine:
     def failed(self, note: Notification, error: str) -> None:
         """Schedule a retry: 1 s, 2 s, 4 s ... up to MAX_BACKOFF."""
         delay = min(MAX_BACKOFF, 2**note.attempts)
-        self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? "
-            "WHERE id = ?",
-            (self.clock() + delay, error, note.id),
-        )
+        self.store.failed(note.id, self.clock() + delay, error)
         logger.warning("notification to %s failed (%s); retry in %d s", note.target, error, delay)
         if self.metrics:
             self.metrics.notifications.labels(note.target.partition(":")[0], "failed").inc()
 
     def pending(self) -> int:
-        return self._sql("SELECT count(*) FROM outbox")[0][0]
+        return self.store.pending()
 
     def close(self) -> None:
-        self._db.close()
+        self.store.close()

@@ -6,12 +6,14 @@ import logging
 import smtplib
 import ssl
 import urllib.request
+from collections.abc import Callable
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from alerts.engine import AlertEngine, Notification
+from alerts.engine import AlertEngine
+from alerts.stores import Notification
 from core.loop import Periodic
 from storage.base import Offload
 
@@ -46,17 +48,22 @@ class Notifier:
         sender: str = "domainstats@localhost",
         offload: Offload | None = None,
         timeout: float = 10.0,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.engine = engine
         self.smtp_url = smtp_url
         self.sender = sender
         self.offload = offload
         self.timeout = timeout
+        #: When given, notifications are sent only while it says True.
+        self.gate = gate
         self._loop = Periodic(self.deliver_due, 1.0, "delivering notifications")
 
     def deliver_due(self) -> int:
         """Try every due notification once; return how many were delivered."""
         sent = 0
+        if self.gate is not None and not self.gate():
+            return sent
         for note in self.engine.due():
             if self.offload is None:
                 error = self._attempt(note)

@@ -27,7 +27,7 @@ from api.schemas import (
 from api.services import Services, services
 from core.model import METRICS, PERIOD_BY_NAME
 from core.timeutil import isoformat, parse_duration
-from storage import Receipt, StorageError
+from storage import Receipt, Replayed, StorageError
 
 blp = Blueprint("domains", __name__, description="Click batches and top domains.")
 
@@ -120,11 +120,16 @@ def post_domains(svc: Services, body: bytes, key: str | None) -> Answer:
     # A retry racing the original waits for it, then gets its answer.
     while (pending := svc.inflight.get(key)) is not None:
         pending.wait()
-    receipt = svc.storage.receipt(key)
+    try:
+        receipt = svc.storage.receipt(key)
+    except StorageError as exc:
+        return _error(503, f"storage unavailable: {exc}", {})
     if receipt is None:
         svc.inflight[key] = done = Event()
         try:
             return _ingest(svc, body, (key, digest))
+        except Replayed as exc:
+            receipt = exc.receipt  # another process took this key in the meantime
         finally:
             del svc.inflight[key]
             done.set()

@@ -10,12 +10,14 @@ from storage.base import (
     DomainStats,
     Limits,
     Receipt,
+    Replayed,
     Storage,
     StorageError,
     TopResult,
     WindowSummary,
 )
 from storage.memory_backend import MemoryStorage
+from storage.redis_backend import RedisStorage
 from storage.sqlite_backend import DurableStorage
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "Limits",
     "MemoryStorage",
     "Receipt",
+    "RedisStorage",
+    "Replayed",
     "Storage",
     "StorageError",
     "TopResult",
@@ -41,7 +45,8 @@ def create_storage(
     fsync: str = "normal",
     history: int = 90 * 86400,
 ) -> Storage:
-    """Build the backend a storage URL names: `sqlite://` (in `data_dir`) or `memory://`."""
+    """Build the backend a storage URL names: `sqlite://` (in `data_dir`), `memory://`, or
+    `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`."""
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
         return DurableStorage(
@@ -49,4 +54,8 @@ def create_storage(
         )
     if scheme == "memory":
         return MemoryStorage(retention=retention, clock=clock, history=history)
-    raise ValueError(f"unknown storage URL {url!r} (expected sqlite:// or memory://)")
+    if scheme.partition("+")[0] in ("redis", "rediss"):
+        return RedisStorage(url, retention=retention, clock=clock, history=history)
+    raise ValueError(
+        f"unknown storage URL {url!r} (expected sqlite://, memory:// or redis://host:port/db)"
+    )

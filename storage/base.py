@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.model import Batch
 
@@ -45,6 +45,14 @@ class Receipt:
     response: bytes
 
 
+class Replayed(Exception):
+    """Another process already accepted a request with this idempotency key."""
+
+    def __init__(self, receipt: Receipt) -> None:
+        super().__init__(receipt.key)
+        self.receipt = receipt
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Limits of a domain (or of all traffic); 0 means unlimited."""
@@ -73,7 +81,10 @@ class Storage(Protocol):
     history: int
 
     def add(self, batches: Sequence[Batch], receipt: Receipt | None = None) -> None:
-        """Apply validated batches and keep `receipt`, all or nothing, durably if durable."""
+        """Apply validated batches and keep `receipt`, all or nothing, durably if durable.
+
+        Raises Replayed, changing nothing, when `receipt`'s key was kept meanwhile elsewhere.
+        """
 
     def receipt(self, key: str) -> Receipt | None:
         """Return the receipt kept for an idempotency key."""
@@ -123,3 +134,17 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Flush and release resources."""
+
+
+@runtime_checkable
+class Coordinator(Protocol):
+    """What lets many server processes share one storage: a lease and shared values."""
+
+    def lead(self, name: str, seconds: float) -> bool:
+        """Take or keep the lease `name` for `seconds`; True while this process holds it."""
+
+    def publish(self, name: str, value: bytes, seconds: float) -> None:
+        """Share `value` with the other processes for `seconds`."""
+
+    def fetch(self, names: Sequence[str]) -> list[bytes | None]:
+        """Return what was shared under `names` (None where nothing is)."""

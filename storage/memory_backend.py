@@ -205,6 +205,22 @@ def top_items(
     return items
 
 
+def step_resolution(now: int, start: int, step: int, retention: int, seconds_kept: int) -> int:
+    """Return the bucket width serving steps of `step` from `start`, or raise ValueError."""
+    if step % HOUR == 0 and start < now - retention:
+        return HOUR
+    if start < now - retention:
+        raise ValueError(
+            f"the range starts before the {retention} s kept per minute: "
+            "use a step of whole hours to read the hourly roll-ups"
+        )
+    if step % MINUTE == 0:
+        return MINUTE
+    if start <= now - seconds_kept:
+        raise ValueError(f"steps that are not whole minutes reach back {seconds_kept} s at most")
+    return 1
+
+
 class RequestCounter:
     """HTTP requests per second of arrival, for the last `span` seconds, in a ring.
 
@@ -572,21 +588,7 @@ class MemoryStorage:
 
     def step_resolution(self, start: int, step: int) -> int:
         """Return the bucket width that serves steps of `step` from `start`, or raise ValueError."""
-        now = int(self.clock())
-        if step % HOUR == 0 and start < now - self.retention:
-            return HOUR
-        if start < now - self.retention:
-            raise ValueError(
-                f"the range starts before the {self.retention} s kept per minute: "
-                "use a step of whole hours to read the hourly roll-ups"
-            )
-        if step % MINUTE == 0:
-            return MINUTE
-        if start <= now - self.seconds.keep:
-            raise ValueError(
-                f"steps that are not whole minutes reach back {self.seconds.keep} s at most"
-            )
-        return 1
+        return step_resolution(int(self.clock()), start, step, self.retention, self.seconds.keep)
 
     def forget_unused(self, min_share: float = 0.5) -> bool:
         """Forget the domains no bucket holds any more, renumbering the others; True if done.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from tests.redis_server import RedisServer
 
 #: 2022-02-09T11:49:04Z, the seed's timestamp.
 T0 = 1644407344
@@ -28,7 +29,31 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite://", "memory://"])
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the session (each test empties it first)."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed (test.sh installs it)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The URL of an empty Redis."""
+    redis_server.command("FLUSHALL")
+    return redis_server.url
+
+
+def storage_url(request, tmp_path) -> str:
+    """The storage URL a backend parameter names (starting Redis when needed)."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    return request.param
+
+
+@pytest.fixture(params=["sqlite://", "memory://", "redis"])
 def app(request, clock, tmp_path):
     """The app on each storage backend."""
     app = create_app(
@@ -37,7 +62,7 @@ def app(request, clock, tmp_path):
             "CLOCK": clock,
             "START_BACKGROUND": False,
             "DATA_DIR": str(tmp_path / "data"),
-            "STORAGE_URL": request.param,
+            "STORAGE_URL": storage_url(request, tmp_path),
         }
     )
     yield app

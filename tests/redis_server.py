@@ -1,0 +1,72 @@
+"""A real redis-server on a free loopback port, for the tests (and the benchmarks)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """`redis-server` with an append-only file fsynced on every write, in `directory`."""
+
+    def __init__(self, directory: Path, *, port: int | None = None, cluster: bool = False) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.cluster = cluster
+        self.process: subprocess.Popen | None = None
+        self.url = f"redis{'+cluster' if cluster else ''}://127.0.0.1:{self.port}/0"
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.directory), "--save", ""]
+        command += ["--appendonly", "yes", "--appendfsync", "always"]
+        if self.cluster:
+            command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.wait_ready()
+        if self.cluster:
+            self.command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+            while b"cluster_state:ok" not in self.command("CLUSTER", "INFO"):
+                time.sleep(0.05)
+        return self
+
+    def command(self, *words: str) -> bytes:
+        """Send one command with the inline protocol; return the raw reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(" ".join(words).encode() + b"\r\n")
+            return sock.recv(65536)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.command("PING").startswith(b"+PONG"):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server the way a crash would (the append-only file keeps every write)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
