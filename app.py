@@ -37,6 +37,7 @@ logger = logging.getLogger("domainstats")
 DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",
     "PORT": 5000,
+    "WORKERS": 1,
     "DATA_DIR": "./data",
     "STORAGE_URL": "sqlite://",
     "FSYNC": "normal",
@@ -161,6 +162,7 @@ def _options() -> list[tuple[str, str, type, str]]:
     return [
         ("--host", "HOST", str, "address to listen on"),
         ("--port", "PORT", int, "port to listen on"),
+        ("--workers", "WORKERS", int, "server processes (more than 1 needs --storage redis://)"),
         ("--data-dir", "DATA_DIR", str, "directory of the embedded durable store"),
         ("--storage", "STORAGE_URL", str, "sqlite:// (durable, in --data-dir) or memory://"),
         ("--fsync", "FSYNC", str, "normal (survives kill -9) or always (also power loss)"),
@@ -208,13 +210,25 @@ class NoDelayWSGIServer(WSGIServer):
         super().handle(sock, address)
 
 
-def serve(app: Flask, host: str, port: int) -> None:
+def listen(host: str, port: int, shared: bool = False) -> socket.socket:
+    """Return a listening TCP socket; `shared` lets every worker bind the same port, and
+    the kernel spreads connections over them (SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+def serve(app: Flask, host: str, port: int, shared: bool = False) -> None:
     """Serve `app` with gevent's WSGI server until SIGTERM or SIGINT."""
     # Background threads (ranking, checkpoints) hand the GIL back to the event loop after
     # 1 ms instead of 5 ms: that is the longest a request waits on them.
     sys.setswitchinterval(0.001)
     server = NoDelayWSGIServer(
-        (host, port),
+        listen(host, port, shared),
         app,
         log=logging.getLogger("domainstats.access"),
         error_log=logging.getLogger("domainstats.server"),
@@ -227,19 +241,88 @@ def serve(app: Flask, host: str, port: int) -> None:
     logger.info("stopped")
 
 
+def _worker(overrides: dict[str, Any]) -> int:
+    """Fork a worker process that builds its own app and serves; return its pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            app = create_app(overrides)
+            serve(app, app.config["HOST"], int(app.config["PORT"]), shared=True)
+        except StorageError as exc:
+            logger.error("worker cannot start: %s", exc)
+            code = 1
+        except BaseException:
+            logger.exception("worker failed")
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def prefork(overrides: dict[str, Any], workers: int) -> None:
+    """Run `workers` server processes on one port; replace any that dies; stop on a signal."""
+    children = {_worker(overrides): time.monotonic() for _ in range(workers)}
+    logger.info("started %d workers: %s", workers, " ".join(map(str, children)))
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    while children:
+        pid, status = os.wait()
+        started = children.pop(pid, None)
+        if started is None or stopping:
+            continue
+        logger.error("worker %d exited (status %d)", pid, os.waitstatus_to_exitcode(status))
+        if time.monotonic() - started < 5:
+            # Dying at start-up (Redis unreachable, say) would only repeat: stop them all.
+            failed = True
+            stop(signal.SIGTERM, None)
+        else:
+            children[_worker(overrides)] = time.monotonic()
+    raise SystemExit(1 if failed else 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the server from the command line."""
     overrides = parse_args(argv)
     level = overrides.get("LOG_LEVEL") or os.environ.get(f"{ENV_PREFIX}_LOG_LEVEL", "info")
+    workers = int(overrides.get("WORKERS") or os.environ.get(f"{ENV_PREFIX}_WORKERS", 1))
     logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
+    url = overrides.get("STORAGE_URL") or os.environ.get(
+        f"{ENV_PREFIX}_STORAGE_URL", DEFAULTS["STORAGE_URL"]
+    )
+    if workers != 1 and url.partition("://")[0].partition("+")[0] not in ("redis", "rediss"):
+        logger.error(
+            "cannot start %d workers on %s: the embedded store belongs to one process "
+            "(memory:// would give each worker its own numbers). "
+            "Use --storage redis://HOST:PORT/DB, or one worker.",
+            workers,
+            url,
+        )
+        raise SystemExit(2)
     try:
-        app = create_app(overrides)
+        app = create_app(overrides if workers == 1 else {**overrides, "START_BACKGROUND": False})
     except StorageError as exc:
         logger.error("cannot start: %s", exc)
         raise SystemExit(1) from None
-    serve(app, app.config["HOST"], int(app.config["PORT"]))
+    if workers == 1:
+        serve(app, app.config["HOST"], int(app.config["PORT"]))
+        return
+    # The app built above checked the configuration and Redis; each worker builds its own.
+    app.extensions["domainstats"].close()
+    prefork(overrides, workers)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure_venv.sh requirements-dev.txt
 # Real programs the tests use: redis-server (the Redis backend), curl (send_domains_stats.sh)
-# and Debian's chromium (the
-# dashboard test; it skips, saying why, when chromium cannot be installed).
+# and Debian's chromium (the dashboard test). A test whose program cannot be installed skips,
+# saying why.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)

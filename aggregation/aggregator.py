@@ -85,7 +85,7 @@ class Aggregator:
         if self.coordinator is not None:
             try:
                 # A lease of a few ticks: a leader that dies is replaced within that time.
-                self.leader = self.coordinator.lead("aggregator", 3 * self.interval + 1)
+                self.leader = self.coordinator.lead("aggregator", 3 * self.interval)
                 if not self.leader:
                     self._take_published()
             except StorageError as exc:

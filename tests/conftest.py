@@ -39,6 +39,16 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real one-node Redis Cluster (all 16384 slots), for the cluster client's paths."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed (test.sh installs it)")
+    server = RedisServer(tmp_path_factory.mktemp("cluster"), cluster=True).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def redis_url(redis_server):
     """The URL of an empty Redis."""
@@ -48,12 +58,16 @@ def redis_url(redis_server):
 
 def storage_url(request, tmp_path) -> str:
     """The storage URL a backend parameter names (starting Redis when needed)."""
-    if request.param == "redis":
-        return request.getfixturevalue("redis_url")
+    if request.param.startswith("redis"):
+        server = request.getfixturevalue(
+            "redis_cluster" if request.param == "redis-cluster" else "redis_server"
+        )
+        server.command("FLUSHALL")
+        return server.url
     return request.param
 
 
-@pytest.fixture(params=["sqlite://", "memory://", "redis"])
+@pytest.fixture(params=["sqlite://", "memory://", "redis", "redis-cluster"])
 def app(request, clock, tmp_path):
     """The app on each storage backend."""
     app = create_app(
