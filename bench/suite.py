@@ -485,6 +485,61 @@ def engine_benchmarks(results: Results) -> None:
         )
 
 
+def redis_benchmarks(results: Results, seconds: int, runs: int) -> None:
+    """The Redis backend: engine ingest against the plain-Redis reference, and HTTP ingest and
+    reads at 1 and 2 workers (redis-server with appendonly yes, appendfsync everysec)."""
+    from storage import RedisStorage
+    from tests.redis_server import RedisServer
+
+    now = int(time.time())
+    batches = zipf_batches(2000, now, seed=2)
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="bench-redis-")), fsync="everysec").start()
+    try:
+        store = RedisStorage(redis.url, clock=lambda: float(now))
+        started = time.perf_counter()
+        for b in batches:
+            store.add([b])
+        ours = sum(len(b) for b in batches) / (time.perf_counter() - started)
+        store.close()
+        theirs, _ = redis_reference(batches)
+        results.add(
+            Row(
+                "Engine ingest on Redis (RedisStorage.add, one script call per batch)",
+                f"{ours:,.0f} domain-updates/s",
+                f"Redis reference {theirs:,.0f} domain-updates/s",
+                f"{ours / theirs:.2f}x",
+            )
+        )
+        bodies = write_bodies(zipf_batches(500, now))
+        loads: dict[tuple[str, int], Load] = {}
+        for workers in (1, 2):
+            redis.command("FLUSHALL")
+            server = Server("--storage", redis.url, "--workers", str(workers))
+            try:
+                post = best_of(runs, lambda url=server.url: wrk(f"{url}/domains", seconds, bodies))
+                read = best_of(runs, lambda url=server.url: wrk(f"{url}/domains/min", seconds))
+                assert post.errors == read.errors == 0, server.output()[-2000:]
+                loads[("POST", workers)], loads[("GET", workers)] = post, read
+            finally:
+                server.stop()
+        for method, what in (("POST", "ingest (100 domains)"), ("GET", "read (GET /domains/min)")):
+            one, two = loads[(method, 1)], loads[(method, 2)]
+            results.add(Row(f"HTTP {what}, Redis, 1 worker", describe(one)))
+            ratio = two.rps / one.rps
+            results.add(
+                Row(
+                    f"HTTP {what}, Redis, 2 workers",
+                    describe(two),
+                    f"1 worker {one.rps:,.0f} req/s",
+                    f"{ratio:.2f}x",
+                    ">= 1.5x",
+                    ratio >= 1.5,
+                )
+            )
+    finally:
+        redis.stop()
+
+
 def memory_benchmarks(results: Results) -> None:
     for domains in (100_000, 1_000_000):
         data = Path(tempfile.mkdtemp(prefix="bench-mem-"))
@@ -600,15 +655,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=4, help="length of each wrk run")
     parser.add_argument("--runs", type=int, default=2, help="wrk runs per figure (best kept)")
-    parser.add_argument("--only", choices=["http", "engine", "memory", "logs"], action="append")
+    parser.add_argument(
+        "--only", choices=["http", "engine", "redis", "memory", "logs"], action="append"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     results = Results()
-    chosen = args.only or ["http", "engine", "memory", "logs"]
+    chosen = args.only or ["http", "engine", "redis", "memory", "logs"]
     if "http" in chosen:
         http_benchmarks(results, args.seconds, args.runs)
     if "engine" in chosen:
         engine_benchmarks(results)
+    if "redis" in chosen:
+        redis_benchmarks(results, args.seconds, args.runs)
     if "memory" in chosen:
         memory_benchmarks(results)
     if "logs" in chosen:

@@ -42,9 +42,55 @@ LETTERS = ("c", "i", "o")
 #: How long a per-minute peak is kept: the hour `domain_stats` reports, and a minute more.
 PEAK_KEEP = HOUR + MINUTE
 
+# Where a count is written, and where a window reads it. A count goes to the finest bucket
+# still kept (second, minute, hour), and the background tick rolls each finished minute's
+# seconds into the minute and each finished hour's minutes into the hour ("sealing"): so an
+# ingest costs one ZINCRBY per domain, not three. A count arriving late for a sealed slot is
+# also added to the sealed parents. A read of an unsealed minute (or hour) takes its own key
+# plus its children's, of a sealed one its own key only: every count is read exactly once.
+# `sealed` (hash: m, h) holds the last sealed minute and hour; scripts read it atomically.
+COMMON = """
+local function sealed(p)
+  local v = redis.call('HMGET', p .. 'sealed', 'm', 'h')
+  return tonumber(v[1]) or -1, tonumber(v[2]) or -1
+end
+local function expand(p, kind, res, slot, sm, sh, out)
+  out[#out + 1] = p .. kind .. ':' .. res .. ':' .. slot
+  if kind:sub(1, 3) == 'pk:' then
+    return  -- peaks are kept per minute only
+  elseif res == 60 and slot > sm then
+    for s = slot * 60, slot * 60 + 59 do out[#out + 1] = p .. kind .. ':1:' .. s end
+  elseif res == 3600 and slot > sh then
+    for m = slot * 60, slot * 60 + 59 do expand(p, kind, 60, m, sm, sh, out) end
+  end
+end
+-- The keys of a window given as [[resolution, first slot, last slot], ...].
+local function window(p, kind, ranges, sm, sh)
+  local out = {}
+  for _, r in ipairs(ranges) do
+    for slot = r[2], r[3] do expand(p, kind, r[1], slot, sm, sh, out) end
+  end
+  return out
+end
+-- ZUNIONSTORE of any number of keys (unpack has a limit), into `dest`.
+local function union(dest, keys)
+  redis.call('DEL', dest)
+  for i = 1, #keys, 1000 do
+    local j = math.min(i + 999, #keys)
+    redis.call('ZUNIONSTORE', dest, j - i + 2, dest, unpack(keys, i, j))
+  end
+end
+local LETTERS = {'c', 'i', 'o'}
+local FIELDS = {'clicks', 'bytes_in', 'bytes_out'}
+"""
+
 # Apply batches and keep the receipt, all or nothing. A token makes a retried call (after a
 # dropped connection) a no-op, and a receipt already kept by another process is returned.
-ADD = """
+# ARGV: prefix, token, receipt key, receipt, its ttl, oldest receipt kept, now, seconds kept,
+# minutes kept, hours kept, then JSON [[timestamp, totals, names, values (flat)], ...].
+ADD = (
+    COMMON
+    + """
 local p, token, rkey = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('SET', p .. 'tok:' .. token, '1', 'NX', 'EX', 3600) == false then
   return {2}
@@ -56,38 +102,47 @@ if rkey ~= '' then
     return {1, kept}
   end
 end
-local letters = {'c', 'i', 'o'}
-local fields = {'clicks', 'bytes_in', 'bytes_out'}
-local i = 8
-for b = 1, tonumber(ARGV[7]) do
-  local ts, nres = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
+local now, skeep, mkeep, hkeep = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]),
+  tonumber(ARGV[10])
+local sm, sh = sealed(p)
+for _, batch in ipairs(cjson.decode(ARGV[11])) do
+  local ts, totals, names, values = unpack(batch)
+  local m, h = math.floor(ts / 60), math.floor(ts / 3600)
+  local sttl = ts + 1 + skeep - now
+  local mttl = (m + 1) * 60 + mkeep - now
+  local httl = (h + 1) * 3600 + hkeep - now
   local buckets = {}
-  for r = 1, nres do
-    buckets[r] = {ARGV[i], ARGV[i + 1]}
-    i = i + 2
+  if sttl > 0 then
+    -- An unsealed second lives until its minute holds it.
+    buckets[#buckets + 1] = {'1:' .. ts, m <= sm and sttl or math.max(sttl, mttl)}
   end
-  local totals = {ARGV[i], ARGV[i + 1], ARGV[i + 2]}
-  local n = tonumber(ARGV[i + 3])
-  local names, values = i + 4, i + 4 + n
-  i = values + 3 * n
+  if mttl > 0 and (sttl <= 0 or m <= sm) then buckets[#buckets + 1] = {'60:' .. m, mttl} end
+  if httl > 0 and (mttl <= 0 or ((sttl <= 0 or m <= sm) and h <= sh)) then
+    buckets[#buckets + 1] = {'3600:' .. h, httl}
+  end
   for _, bucket in ipairs(buckets) do
     local suffix, ttl = bucket[1], bucket[2]
-    for m = 1, 3 do
-      if totals[m] ~= '0' then
-        local key = p .. 'z:' .. letters[m] .. ':' .. suffix
-        for d = 0, n - 1 do
-          local v = ARGV[values + 3 * d + m - 1]
-          if v ~= '0' then redis.call('ZINCRBY', key, v, ARGV[names + d]) end
+    for k = 1, 3 do
+      if totals[k] ~= 0 then
+        local key = p .. 'z:' .. LETTERS[k] .. ':' .. suffix
+        for d = 1, #names do
+          local v = values[3 * d + k - 3]
+          if v ~= 0 then redis.call('ZINCRBY', key, v, names[d]) end
         end
         redis.call('EXPIRE', key, ttl)
-        redis.call('HINCRBYFLOAT', p .. 't:' .. suffix, fields[m], totals[m])
+        redis.call('HINCRBYFLOAT', p .. 't:' .. suffix, FIELDS[k], totals[k])
       end
     end
     redis.call('EXPIRE', p .. 't:' .. suffix, ttl)
   end
-  for d = 0, n - 1 do
-    redis.call('ZADD', p .. 'seen', 'GT', ts, ARGV[names + d])
+  local seen = {}
+  for d = 1, #names do
+    seen[#seen + 1] = ts
+    seen[#seen + 1] = names[d]
+    if #seen == 2000 or d == #names then
+      redis.call('ZADD', p .. 'seen', 'GT', unpack(seen))
+      seen = {}
+    end
   end
 end
 if rkey ~= '' then
@@ -95,12 +150,76 @@ if rkey ~= '' then
 end
 return {0}
 """
+)
 
-# The `limit` largest members of the union of KEYS[2..], ties broken by name (ascending).
-TOP = """
-local tmp, limit = KEYS[1], tonumber(ARGV[1])
-if #KEYS < 2 then return {} end
-redis.call('ZUNIONSTORE', tmp, #KEYS - 1, unpack(KEYS, 2))
+# Seal finished minutes and hours, in order, at most ARGV[6] of them; safe to run from many
+# processes at once (each slot is sealed once). ARGV: prefix, now, seconds, minutes and hours
+# kept, most slots. Returns the last sealed minute and hour.
+SEAL = (
+    COMMON
+    + """
+local p, now = ARGV[1], tonumber(ARGV[2])
+local skeep, mkeep, hkeep, most = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6])
+local v = redis.call('HMGET', p .. 'sealed', 'm', 'h')
+local sm, sh = tonumber(v[1]), tonumber(v[2])
+if not sm then
+  -- Nothing kept yet: every slot whose children cannot be kept counts as sealed.
+  sm = math.floor((now - skeep) / 60) - 1
+  sh = math.floor((now - mkeep) / 3600) - 1
+end
+local function roll(parent, ttl, child, first, child_ttl)
+  for k = 1, 3 do
+    local dest = p .. 'z:' .. LETTERS[k] .. ':' .. parent
+    local keys = {dest}
+    for c = first, first + 59 do keys[#keys + 1] = p .. 'z:' .. LETTERS[k] .. ':' .. child .. c end
+    if redis.call('ZUNIONSTORE', dest, #keys, unpack(keys)) > 0 then
+      redis.call('EXPIRE', dest, ttl)
+    end
+  end
+  local tdest = p .. 't:' .. parent
+  for c = first, first + 59 do
+    local row = redis.call('HGETALL', p .. 't:' .. child .. c)
+    for i = 1, #row, 2 do redis.call('HINCRBYFLOAT', tdest, row[i], row[i + 1]) end
+    if child_ttl then
+      -- The parent holds their sum now: the children go back to their own expiry.
+      local ttl_c = child_ttl(c)
+      for k = 1, 3 do redis.call('EXPIRE', p .. 'z:' .. LETTERS[k] .. ':' .. child .. c, ttl_c) end
+      redis.call('EXPIRE', p .. 't:' .. child .. c, ttl_c)
+    end
+  end
+  redis.call('EXPIRE', tdest, ttl)
+end
+local done = 0
+local last_minute = math.floor(now / 60) - 1
+while sm < last_minute and done < most do
+  local m = sm + 1
+  local ttl = (m + 1) * 60 + mkeep - now
+  if ttl > 0 then
+    roll('60:' .. m, ttl, '1:', m * 60, function(s) return s + 1 + skeep - now end)
+  end
+  sm, done = m, done + 1
+end
+local last_hour = math.floor(now / 3600) - 1
+while sh < last_hour and (sh + 2) * 60 - 1 <= sm and done < most do
+  local h = sh + 1
+  local ttl = (h + 1) * 3600 + hkeep - now
+  if ttl > 0 then roll('3600:' .. h, ttl, '60:', h * 60, nil) end
+  sh, done = h, done + 1
+end
+redis.call('HSET', p .. 'sealed', 'm', sm, 'h', sh)
+return {sm, sh}
+"""
+)
+
+# The `limit` largest members of a window, ties broken by name (ascending).
+# KEYS[1]: a scratch key; ARGV: prefix, kind, limit, JSON ranges.
+TOP = (
+    COMMON
+    + """
+local tmp, p, limit = KEYS[1], ARGV[1], tonumber(ARGV[3])
+local sm, sh = sealed(p)
+union(tmp, window(p, ARGV[2], cjson.decode(ARGV[4]), sm, sh))
 local out
 if redis.call('ZCARD', tmp) <= limit then
   out = redis.call('ZRANGE', tmp, 0, -1, 'WITHSCORES')
@@ -114,43 +233,83 @@ end
 redis.call('DEL', tmp)
 return out
 """
+)
 
-# Per group of keys (ARGV[2..] = 's<n>' to sum or 'm<n>' to take the max), ARGV[1]'s score.
-SCORES = """
-local name, out, k = ARGV[1], {}, 1
-for g = 2, #ARGV do
-  local mode, n, acc = ARGV[g]:sub(1, 1), tonumber(ARGV[g]:sub(2)), 0
-  for _ = 1, n do
-    local s = redis.call('ZSCORE', KEYS[k], name)
-    k = k + 1
+# One member's score summed (mode 's') or maxed ('m') over each group of windows.
+# ARGV: prefix, member, JSON [[mode, kind, ranges], ...].
+SCORES = (
+    COMMON
+    + """
+local p, name = ARGV[1], ARGV[2]
+local sm, sh = sealed(p)
+local out = {}
+for _, group in ipairs(cjson.decode(ARGV[3])) do
+  local acc = 0
+  for _, key in ipairs(window(p, group[2], group[3], sm, sh)) do
+    local s = redis.call('ZSCORE', key, name)
     if s then
-      if mode == 's' then acc = acc + tonumber(s) else acc = math.max(acc, tonumber(s)) end
+      if group[1] == 's' then acc = acc + tonumber(s) else acc = math.max(acc, tonumber(s)) end
     end
   end
   out[#out + 1] = string.format('%.17g', acc)
 end
 return out
 """
+)
 
-# Totals of a window: clicks, bytes in, bytes out (from KEYS[2..n+1], the total hashes) and
-# the distinct domains of the union of the remaining keys (the sorted sets).
-SUMMARY = """
-local tmp, n = KEYS[1], tonumber(ARGV[1])
+# Totals of a window: clicks, bytes in, bytes out and the distinct domains with any.
+# KEYS[1]: a scratch key; ARGV: prefix, JSON ranges.
+SUMMARY = (
+    COMMON
+    + """
+local tmp, p = KEYS[1], ARGV[1]
+local sm, sh = sealed(p)
+local ranges = cjson.decode(ARGV[2])
 local sums = {0, 0, 0}
-local fields = {'clicks', 'bytes_in', 'bytes_out'}
-for k = 2, n + 1 do
-  local row = redis.call('HMGET', KEYS[k], unpack(fields))
-  for m = 1, 3 do if row[m] then sums[m] = sums[m] + tonumber(row[m]) end end
+for _, key in ipairs(window(p, 't', ranges, sm, sh)) do
+  local row = redis.call('HMGET', key, unpack(FIELDS))
+  for k = 1, 3 do if row[k] then sums[k] = sums[k] + tonumber(row[k]) end end
 end
-local domains = 0
-if #KEYS > n + 1 then
-  redis.call('ZUNIONSTORE', tmp, #KEYS - n - 1, unpack(KEYS, n + 2))
-  domains = redis.call('ZCARD', tmp)
-  redis.call('DEL', tmp)
+local sets = {}
+for k = 1, 3 do
+  for _, key in ipairs(window(p, 'z:' .. LETTERS[k], ranges, sm, sh)) do sets[#sets + 1] = key end
 end
+union(tmp, sets)
+local domains = redis.call('ZCARD', tmp)
+redis.call('DEL', tmp)
 local f = '%.17g'
 return {string.format(f, sums[1]), string.format(f, sums[2]), string.format(f, sums[3]), domains}
 """
+)
+
+# Per slot of one resolution, each member's score. ARGV: prefix, kind, resolution, first
+# slot, slots, then the members. Returns the scores slot by slot (members in order).
+SERIES = (
+    COMMON
+    + """
+local p, kind, res, first, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5])
+local names = {unpack(ARGV, 6)}
+local sm, sh = sealed(p)
+local out = {}
+for slot = first, first + count - 1 do
+  local sums = {}
+  for i = 1, #names do sums[i] = 0 end
+  local keys = {}
+  expand(p, kind, res, slot, sm, sh, keys)
+  for _, key in ipairs(keys) do
+    if redis.call('EXISTS', key) == 1 then
+      local scores = redis.call('ZMSCORE', key, unpack(names))
+      for i = 1, #names do
+        if scores[i] then sums[i] = sums[i] + tonumber(scores[i]) end
+      end
+    end
+  end
+  for i = 1, #names do out[#out + 1] = string.format('%.17g', sums[i]) end
+end
+return out
+"""
+)
 
 # Fold the rates of the last RATE_SPAN seconds into this minute's peaks, once a second:
 # KEYS = stamp, tmp, peak in, peak out, then the bytes-in and the bytes-out second keys.
@@ -265,6 +424,8 @@ class RedisStorage:
                 "top": TOP,
                 "scores": SCORES,
                 "summary": SUMMARY,
+                "seal": SEAL,
+                "series": SERIES,
                 "peaks": PEAKS,
                 "requests": REQUESTS,
                 "count": COUNT,
@@ -274,8 +435,7 @@ class RedisStorage:
         #: Requests counted here and not yet added in Redis, by second.
         self._requests: Counter[int] = Counter()
         self.id = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
-        with self.guard():
-            self.client.ping()
+        self.seal()
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -293,31 +453,26 @@ class RedisStorage:
     def _keys(self, kind: str, slots: Sequence[tuple[int, int]]) -> list[str]:
         return [f"{self.p}{kind}:{res}:{slot}" for res, slot in slots]
 
-    def _window(self, seconds: int, now: float) -> tuple[int, list[tuple[int, int]]]:
-        """Return the start of the window of `seconds` ending now and its (resolution, slot)s.
-
-        The same windows as `MemoryStorage`; whole hours inside a window of minutes are read
-        from the hourly bucket, which holds their sum.
-        """
+    def _window(self, seconds: int, now: float) -> tuple[int, list[tuple[int, int, int]]]:
+        """Return the start of the window of `seconds` ending now and its slots, as
+        (resolution, first, last) runs: the same windows as `MemoryStorage`, with the whole
+        hours inside a window of minutes read from their hourly bucket."""
         if seconds > self.retention:
             last = int(now) // HOUR
             first = last - math.ceil(seconds / HOUR) + 1
-            return first * HOUR, [(HOUR, h) for h in range(first, last + 1)]
+            # The current hour by its minutes: what lies ahead of now is not counted yet.
+            return first * HOUR, [(HOUR, first, last - 1), (MINUTE, last * 60, int(now) // MINUTE)]
         resolution = 1 if seconds <= self.seconds_kept else MINUTE
         last = int(now) // resolution
         first = last - max(1, math.ceil(seconds / resolution)) + 1
         if resolution == 1:
-            return first, [(1, s) for s in range(first, last + 1)]
-        slots: list[tuple[int, int]] = []
-        minute = first
-        while minute <= last:
-            if minute % 60 == 0 and minute + 59 <= last:
-                slots.append((HOUR, minute // 60))
-                minute += 60
-            else:
-                slots.append((MINUTE, minute))
-                minute += 1
-        return first * MINUTE, slots
+            return first, [(1, first, last)]
+        hours = range(-(-first // 60), (last + 1) // 60)  # the hours wholly inside
+        if not hours:
+            return first * MINUTE, [(MINUTE, first, last)]
+        runs = [(MINUTE, first, hours[0] * 60 - 1), (HOUR, hours[0], hours[-1])]
+        runs.append((MINUTE, (hours[-1] + 1) * 60, last))
+        return first * MINUTE, [run for run in runs if run[1] <= run[2]]
 
     # Writes -------------------------------------------------------------------------------
 
@@ -330,19 +485,12 @@ class RedisStorage:
         else:
             head = b"%d\n%s\n" % (receipt.created, receipt.digest.hex().encode())
             args += [receipt.key, head + receipt.response, self.retention]
-        args += [int(now) - self.retention, len(batches)]
+        spec = []
         for batch in batches:
-            buckets = []
-            for resolution, keep in self.keep.items():
-                slot = batch.timestamp // resolution
-                ttl = math.ceil((slot + 1) * resolution + keep - now)
-                if ttl > 0:
-                    buckets += [f"{resolution}:{slot}", ttl]
-            args += [batch.timestamp, len(buckets) // 2, *buckets]
-            args += [sum(batch.values[m::3]) for m in range(3)]
-            args.append(len(batch.domains))
-            args += batch.domains
-            args += batch.values
+            # Floats: a sum may pass 64 bits; Redis keeps doubles anyway (exact to 2**53).
+            totals = [float(sum(batch.values[m::3])) for m in range(3)]
+            spec.append((batch.timestamp, totals, batch.domains, batch.values))
+        args += [int(now) - self.retention, int(now), *self.keep.values(), orjson.dumps(spec)]
         answer = self._run("add", [self.p + "seen"], args)
         if answer[0] == 1:
             raise Replayed(_receipt(receipt.key, answer[1]))
@@ -408,22 +556,24 @@ class RedisStorage:
     def top(self, seconds: int, limit: int, by: str, offload: Offload | None = None) -> TopResult:
         """Return the top `limit` domains by `by` over the `seconds` ending now (in Redis)."""
         now = self.clock()
-        start, slots = self._window(seconds, now)
-        keys = self._keys("z:" + LETTERS[METRICS.index(by)], slots)
-        tmp = f"{self.p}tmp:{os.urandom(8).hex()}"
-        flat = self._run("top", [tmp, *keys], [limit])
+        start, runs = self._window(seconds, now)
+        kind = "z:" + LETTERS[METRICS.index(by)]
+        args = [self.p, kind, limit, orjson.dumps(runs)]
+        flat = self._run("top", [self._scratch()], args)
         items = [(flat[i].decode(), _number(flat[i + 1])) for i in range(0, len(flat), 2)]
         items.sort(key=lambda item: (-item[1], item[0]))
         return TopResult(start, now, items)
 
-    def _scores(self, name: str, groups: list[tuple[str, list[str]]]) -> list[int]:
-        keys = [key for _, group in groups for key in group]
-        args = [name, *(f"{mode}{len(group)}" for mode, group in groups)]
-        return [_number(v) for v in self._run("scores", keys, args)]
+    def _scratch(self) -> str:
+        return f"{self.p}tmp:{os.urandom(8).hex()}"
 
-    def _metric_groups(self, seconds: int, now: float) -> list[tuple[str, list[str]]]:
-        _, slots = self._window(seconds, now)
-        return [("s", self._keys("z:" + letter, slots)) for letter in LETTERS]
+    def _scores(self, name: str, groups: list[tuple[str, str, list]]) -> list[int]:
+        answer = self._run("scores", [self.p + "seen"], [self.p, name, orjson.dumps(groups)])
+        return [_number(v) for v in answer]
+
+    def _metric_groups(self, seconds: int, now: float) -> list[tuple[str, str, list]]:
+        _, runs = self._window(seconds, now)
+        return [("s", "z:" + letter, runs) for letter in LETTERS]
 
     def domain_totals(self, name: str, seconds: int) -> dict[str, int]:
         """Return one domain's clicks and bytes over the `seconds` ending now."""
@@ -432,22 +582,20 @@ class RedisStorage:
 
     def summary(self, seconds: int) -> WindowSummary:
         """Return the clicks, bytes and distinct active domains of the `seconds` ending now."""
-        _, slots = self._window(seconds, self.clock())
-        sets = [key for letter in LETTERS for key in self._keys("z:" + letter, slots)]
-        tmp = f"{self.p}tmp:{os.urandom(8).hex()}"
-        answer = self._run("summary", [tmp, *self._keys("t", slots), *sets], [len(slots)])
+        _, runs = self._window(seconds, self.clock())
+        answer = self._run("summary", [self._scratch()], [self.p, orjson.dumps(runs)])
         clicks, bytes_in, bytes_out = (_number(v) for v in answer[:3])
         return WindowSummary(clicks, int(answer[3]), bytes_in, bytes_out)
 
     def _sample_peaks(self, now: float) -> None:
         """Fold the current rates into this minute's peaks (once a second, for everyone)."""
         second = int(now)
-        _, slots = self._window(RATE_SPAN, now)
+        slots = [(1, s) for s in range(second - RATE_SPAN + 1, second + 1)]
         keys = [
             self.p + "pk:stamp",
-            f"{self.p}tmp:{os.urandom(8).hex()}",
-            f"{self.p}pk:i:{second // MINUTE}",
-            f"{self.p}pk:o:{second // MINUTE}",
+            self._scratch(),
+            f"{self.p}pk:i:60:{second // MINUTE}",
+            f"{self.p}pk:o:60:{second // MINUTE}",
             *self._keys("z:i", slots),
             *self._keys("z:o", slots),
         ]
@@ -462,8 +610,8 @@ class RedisStorage:
         self._sample_peaks(now)
         groups = [g for period in PERIODS for g in self._metric_groups(period.seconds, now)]
         groups += self._metric_groups(RATE_SPAN, now)
-        minutes = range(int(now) // MINUTE - 59, int(now) // MINUTE + 1)
-        groups += [("m", [f"{self.p}pk:{letter}:{m}" for m in minutes]) for letter in "io"]
+        minute = int(now) // MINUTE
+        groups += [("m", f"pk:{letter}", [(60, minute - 59, minute)]) for letter in "io"]
         values = self._scores(name, groups)
         totals = {
             period.name: dict(zip(METRICS, values[3 * n : 3 * n + 3], strict=True))
@@ -497,18 +645,15 @@ class RedisStorage:
         out = {name: [0] * count for name in names}
         if not names:
             return out
-        slots = range(start // resolution, (start + count * step - 1) // resolution + 1)
-        letter = LETTERS[METRICS.index(by)]
-        with self.guard():
-            pipe = self.client.pipeline(transaction=False)
-            for slot in slots:
-                pipe.zmscore(f"{self.p}z:{letter}:{resolution}:{slot}", names)
-            rows = pipe.execute()
-        for slot, row in zip(slots, rows, strict=True):
-            point = (slot * resolution - start) // step
-            for name, value in zip(names, row, strict=True):
-                if value is not None:
-                    out[name][point] += int(value)
+        first = start // resolution
+        slots = (start + count * step - 1) // resolution + 1 - first
+        kind = "z:" + LETTERS[METRICS.index(by)]
+        args = [self.p, kind, resolution, first, slots, *names]
+        values = self._run("series", [self.p + "seen"], args)
+        for n, value in enumerate(values):
+            if value != b"0":
+                slot, at = divmod(n, len(names))
+                out[names[at]][((first + slot) * resolution - start) // step] += _number(value)
         return out
 
     def step_resolution(self, start: int, step: int) -> int:
@@ -516,9 +661,18 @@ class RedisStorage:
         now = int(self.clock())
         return step_resolution(now, start, step, self.retention, self.seconds_kept)
 
+    def seal(self) -> None:
+        """Roll finished seconds into their minute and minutes into their hour (see SEAL)."""
+        now = int(self.clock())
+        # Enough for a day and more of catching up at once; a tick normally seals one minute.
+        args = [self.p, now, *self.keep.values(), 2000]
+        self._run("seal", [self.p + "sealed"], args)
+
     def maintain(self) -> float:
-        """Send this process's request counts, sample peaks, forget old names; return now."""
+        """Seal finished slots, send this process's request counts, sample peaks, forget old
+        names; return now."""
         now = self.clock()
+        self.seal()
         self._flush_requests()
         self._sample_peaks(now)
         with self.guard():

@@ -16,10 +16,19 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """`redis-server` with an append-only file fsynced on every write, in `directory`."""
+    """`redis-server` with an append-only file in `directory`, fsynced on every write unless
+    `fsync` says otherwise (`everysec`, `no`)."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        cluster: bool = False,
+        fsync: str = "always",
+    ) -> None:
         self.directory = directory
+        self.fsync = fsync
         self.port = port or free_port()
         self.cluster = cluster
         self.process: subprocess.Popen | None = None
@@ -33,7 +42,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--dir", str(self.directory), "--save", ""]
-        command += ["--appendonly", "yes", "--appendfsync", "always"]
+        command += ["--appendonly", "yes", "--appendfsync", self.fsync]
         if self.cluster:
             command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         self.process = subprocess.Popen(
