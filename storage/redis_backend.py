@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import gevent
 import orjson
 import redis
+from gevent.event import AsyncResult
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -84,71 +86,91 @@ local LETTERS = {'c', 'i', 'o'}
 local FIELDS = {'clicks', 'bytes_in', 'bytes_out'}
 """
 
-# Apply batches and keep the receipt, all or nothing. A token makes a retried call (after a
-# dropped connection) a no-op, and a receipt already kept by another process is returned.
-# ARGV: prefix, token, receipt key, receipt, its ttl, oldest receipt kept, now, seconds kept,
-# minutes kept, hours kept, then JSON [[timestamp, totals, names, values (flat)], ...].
+# Apply the batches of a group of requests and keep their receipts, all or nothing. Counts
+# for the same bucket and domain are summed first, so a busy group costs one ZINCRBY per
+# distinct (bucket, domain). Per request, a token makes a retried call (after a dropped
+# connection) a no-op, and a receipt already kept by another process is returned instead.
+# ARGV: prefix, oldest receipt kept, receipt ttl, now, seconds, minutes and hours kept, JSON
+# [[token, receipt key, receipt, [[timestamp, totals, names, values (flat)], ...]], ...].
+# Returns per request: 0 applied, 1 and the kept receipt, 2 applied by an earlier try.
 ADD = (
     COMMON
     + """
-local p, token, rkey = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('SET', p .. 'tok:' .. token, '1', 'NX', 'EX', 3600) == false then
-  return {2}
-end
-if rkey ~= '' then
-  local kept = redis.call('GET', p .. 'r:' .. rkey)
-  if kept and tonumber(kept:match('^%d+')) >= tonumber(ARGV[6]) then
-    redis.call('DEL', p .. 'tok:' .. token)
-    return {1, kept}
-  end
-end
-local now, skeep, mkeep, hkeep = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]),
-  tonumber(ARGV[10])
+local p, oldest, rttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local now, skeep, mkeep, hkeep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+  tonumber(ARGV[7])
 local sm, sh = sealed(p)
-for _, batch in ipairs(cjson.decode(ARGV[11])) do
-  local ts, totals, names, values = unpack(batch)
-  local m, h = math.floor(ts / 60), math.floor(ts / 3600)
-  local sttl = ts + 1 + skeep - now
-  local mttl = (m + 1) * 60 + mkeep - now
-  local httl = (h + 1) * 3600 + hkeep - now
-  local buckets = {}
-  if sttl > 0 then
-    -- An unsealed second lives until its minute holds it.
-    buckets[#buckets + 1] = {'1:' .. ts, m <= sm and sttl or math.max(sttl, mttl)}
-  end
-  if mttl > 0 and (sttl <= 0 or m <= sm) then buckets[#buckets + 1] = {'60:' .. m, mttl} end
-  if httl > 0 and (mttl <= 0 or ((sttl <= 0 or m <= sm) and h <= sh)) then
-    buckets[#buckets + 1] = {'3600:' .. h, httl}
-  end
-  for _, bucket in ipairs(buckets) do
-    local suffix, ttl = bucket[1], bucket[2]
-    for k = 1, 3 do
-      if totals[k] ~= 0 then
-        local key = p .. 'z:' .. LETTERS[k] .. ':' .. suffix
-        for d = 1, #names do
-          local v = values[3 * d + k - 3]
-          if v ~= 0 then redis.call('ZINCRBY', key, v, names[d]) end
-        end
-        redis.call('EXPIRE', key, ttl)
-        redis.call('HINCRBYFLOAT', p .. 't:' .. suffix, FIELDS[k], totals[k])
+local results, counts, totals, ttls, seen = {}, {}, {}, {}, {}
+local function add(suffix, ttl, sums, names, values)
+  ttls[suffix] = ttl
+  local t = totals[suffix] or {0, 0, 0}
+  totals[suffix] = t
+  for k = 1, 3 do
+    if sums[k] ~= 0 then
+      t[k] = t[k] + sums[k]
+      local key = suffix .. '|' .. k
+      local c = counts[key] or {}
+      counts[key] = c
+      for d = 1, #names do
+        local v = values[3 * d + k - 3]
+        if v ~= 0 then c[names[d]] = (c[names[d]] or 0) + v end
       end
     end
-    redis.call('EXPIRE', p .. 't:' .. suffix, ttl)
   end
-  local seen = {}
-  for d = 1, #names do
-    seen[#seen + 1] = ts
-    seen[#seen + 1] = names[d]
-    if #seen == 2000 or d == #names then
-      redis.call('ZADD', p .. 'seen', 'GT', unpack(seen))
-      seen = {}
+end
+for r, request in ipairs(cjson.decode(ARGV[8])) do
+  local token, rkey, receipt, batches = unpack(request)
+  local kept = rkey ~= '' and redis.call('GET', p .. 'r:' .. rkey)
+  if redis.call('SET', p .. 'tok:' .. token, '1', 'NX', 'EX', 3600) == false then
+    results[r] = {2}
+  elseif kept and tonumber(kept:match('^%d+')) >= oldest then
+    redis.call('DEL', p .. 'tok:' .. token)
+    results[r] = {1, kept}
+  else
+    results[r] = {0}
+    if rkey ~= '' then redis.call('SET', p .. 'r:' .. rkey, receipt, 'EX', rttl) end
+    for _, batch in ipairs(batches) do
+      local ts, sums, names, values = unpack(batch)
+      local m, h = math.floor(ts / 60), math.floor(ts / 3600)
+      local sttl = ts + 1 + skeep - now
+      local mttl = (m + 1) * 60 + mkeep - now
+      local httl = (h + 1) * 3600 + hkeep - now
+      if sttl > 0 then
+        -- An unsealed second lives until its minute holds it.
+        add('1:' .. ts, m <= sm and sttl or math.max(sttl, mttl), sums, names, values)
+      end
+      if mttl > 0 and (sttl <= 0 or m <= sm) then add('60:' .. m, mttl, sums, names, values) end
+      if httl > 0 and (mttl <= 0 or ((sttl <= 0 or m <= sm) and h <= sh)) then
+        add('3600:' .. h, httl, sums, names, values)
+      end
+      for d = 1, #names do seen[names[d]] = math.max(seen[names[d]] or 0, ts) end
     end
   end
 end
-if rkey ~= '' then
-  redis.call('SET', p .. 'r:' .. rkey, ARGV[4], 'EX', ARGV[5])
+for key, c in pairs(counts) do
+  local suffix, k = key:match('^(.*)|(%d)$')
+  local zkey = p .. 'z:' .. LETTERS[tonumber(k)] .. ':' .. suffix
+  for name, v in pairs(c) do redis.call('ZINCRBY', zkey, v, name) end
+  redis.call('EXPIRE', zkey, ttls[suffix])
 end
-return {0}
+for suffix, t in pairs(totals) do
+  local tkey = p .. 't:' .. suffix
+  for k = 1, 3 do
+    if t[k] ~= 0 then redis.call('HINCRBYFLOAT', tkey, FIELDS[k], t[k]) end
+  end
+  redis.call('EXPIRE', tkey, ttls[suffix])
+end
+local args = {}
+for name, ts in pairs(seen) do
+  args[#args + 1] = ts
+  args[#args + 1] = name
+  if #args == 2000 then
+    redis.call('ZADD', p .. 'seen', 'GT', unpack(args))
+    args = {}
+  end
+end
+if #args > 0 then redis.call('ZADD', p .. 'seen', 'GT', unpack(args)) end
+return results
 """
 )
 
@@ -432,6 +454,8 @@ class RedisStorage:
                 "lead": LEAD,
             }.items()
         }
+        self._pending: list[tuple[list[Any], AsyncResult]] = []
+        self._writer: gevent.Greenlet | None = None
         #: Requests counted here and not yet added in Redis, by second.
         self._requests: Counter[int] = Counter()
         self.id = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
@@ -477,23 +501,44 @@ class RedisStorage:
     # Writes -------------------------------------------------------------------------------
 
     def add(self, batches: Sequence[Batch], receipt: Receipt | None = None) -> None:
-        """Apply validated batches and keep `receipt` in one atomic script call."""
-        now = self.clock()
-        args: list[Any] = [self.p, os.urandom(12).hex()]
+        """Apply validated batches and keep `receipt`, atomically; return once Redis has them.
+
+        Requests arriving while a write is on its way go together in the next script call
+        (group commit): one round trip for all of them, their counts summed in Redis.
+        """
         if receipt is None:
-            args += ["", "", 0]
+            request: list[Any] = [os.urandom(12).hex(), "", ""]
         else:
-            head = b"%d\n%s\n" % (receipt.created, receipt.digest.hex().encode())
-            args += [receipt.key, head + receipt.response, self.retention]
+            head = f"{receipt.created}\n{receipt.digest.hex()}\n"
+            request = [os.urandom(12).hex(), receipt.key, head + receipt.response.decode()]
         spec = []
         for batch in batches:
             # Floats: a sum may pass 64 bits; Redis keeps doubles anyway (exact to 2**53).
             totals = [float(sum(batch.values[m::3])) for m in range(3)]
             spec.append((batch.timestamp, totals, batch.domains, batch.values))
-        args += [int(now) - self.retention, int(now), *self.keep.values(), orjson.dumps(spec)]
-        answer = self._run("add", [self.p + "seen"], args)
+        request.append(spec)
+        done = AsyncResult()
+        self._pending.append((request, done))
+        if self._writer is None or self._writer.dead:
+            self._writer = gevent.spawn(self._write_pending)
+        answer = done.get()
         if answer[0] == 1:
             raise Replayed(_receipt(receipt.key, answer[1]))
+
+    def _write_pending(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            now = int(self.clock())
+            args = [self.p, now - self.retention, self.retention, now, *self.keep.values()]
+            args.append(orjson.dumps([request for request, _ in group]))
+            try:
+                answers = self._run("add", [self.p + "seen"], args)
+            except StorageError as exc:
+                for _, done in group:
+                    done.set_exception(exc)
+                continue
+            for (_, done), answer in zip(group, answers, strict=True):
+                done.set(answer)
 
     def receipt(self, key: str) -> Receipt | None:
         """Return the receipt kept for an idempotency key (by any process)."""
@@ -702,7 +747,9 @@ class RedisStorage:
             return self.client.mget([f"{self.p}shared:{name}" for name in names])
 
     def close(self) -> None:
-        """Send the last request counts and disconnect."""
+        """Finish the writes on their way, send the last request counts and disconnect."""
+        if self._writer is not None:
+            self._writer.join()
         try:
             self._flush_requests()
         except StorageError:
