@@ -35,7 +35,8 @@ def post(url: str, i: int) -> int | None:
         response = requests.post(
             f"{url}/domains", json=batch(i), headers={"Idempotency-Key": f"k{i}"}, timeout=10
         )
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        # No answer, or one cut off by the kill: the batch may or may not be committed.
         return None
     return response.status_code
 
