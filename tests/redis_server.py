@@ -15,6 +15,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class RedisServer:
     """`redis-server` with an append-only file in `directory`, fsynced on every write unless
     `fsync` says otherwise (`everysec`, `no`)."""
@@ -29,10 +38,17 @@ class RedisServer:
     ) -> None:
         self.directory = directory
         self.fsync = fsync
-        self.port = port or free_port()
         self.cluster = cluster
+        self.port = port or self._free_port()
         self.process: subprocess.Popen | None = None
         self.url = f"redis{'+cluster' if cluster else ''}://127.0.0.1:{self.port}/0"
+
+    def _free_port(self) -> int:
+        while True:
+            port = free_port()
+            # A cluster node also listens on port + 10000 (its bus): that must exist and be free.
+            if not self.cluster or (port + 10000 < 65536 and _is_free(port + 10000)):
+                return port
 
     @staticmethod
     def available() -> bool:
@@ -45,10 +61,14 @@ class RedisServer:
         command += ["--appendonly", "yes", "--appendfsync", self.fsync]
         if self.cluster:
             command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self.wait_ready()
+        log = self.directory / "redis.log"
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         if self.cluster:
             self.command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
             while b"cluster_state:ok" not in self.command("CLUSTER", "INFO"):
@@ -69,6 +89,9 @@ class RedisServer:
                     return
             except OSError:
                 pass
+            if self.process is not None and self.process.poll() is not None:
+                output = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server exited: {output}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"redis-server on port {self.port} did not start")
             time.sleep(0.02)
