@@ -88,15 +88,19 @@ local FIELDS = {'clicks', 'bytes_in', 'bytes_out'}
 
 # Apply the batches of a group of requests and keep their receipts, all or nothing. Counts
 # for the same bucket and domain are summed first, so a busy group costs one ZINCRBY per
-# distinct (bucket, domain). Per request, a token makes a retried call (after a dropped
-# connection) a no-op, and a receipt already kept by another process is returned instead.
+# distinct (bucket, domain). A request whose idempotency key another process has kept gets
+# that receipt back instead. The call's token keeps its answer for a minute: a call retried
+# after a dropped connection gets the first answer and changes nothing.
 # ARGV: prefix, oldest receipt kept, receipt ttl, now, seconds, minutes and hours kept, JSON
-# [[token, receipt key, receipt, [[timestamp, totals, names, values (flat)], ...]], ...].
-# Returns per request: 0 applied, 1 and the kept receipt, 2 applied by an earlier try.
+# [[receipt key, receipt, [[timestamp, totals, names, values (flat)], ...]], ...], token.
+# Returns per request: {0} applied, {1, receipt} the receipt kept for its key.
 ADD = (
     COMMON
     + """
 local p, oldest, rttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local token = p .. 'tok:' .. ARGV[9]
+local answered = redis.call('GET', token)
+if answered then return cjson.decode(answered) end
 local now, skeep, mkeep, hkeep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
   tonumber(ARGV[7])
 local sm, sh = sealed(p)
@@ -119,12 +123,9 @@ local function add(suffix, ttl, sums, names, values)
   end
 end
 for r, request in ipairs(cjson.decode(ARGV[8])) do
-  local token, rkey, receipt, batches = unpack(request)
+  local rkey, receipt, batches = unpack(request)
   local kept = rkey ~= '' and redis.call('GET', p .. 'r:' .. rkey)
-  if redis.call('SET', p .. 'tok:' .. token, '1', 'NX', 'EX', 3600) == false then
-    results[r] = {2}
-  elseif kept and tonumber(kept:match('^%d+')) >= oldest then
-    redis.call('DEL', p .. 'tok:' .. token)
+  if kept and tonumber(kept:match('^%d+')) >= oldest then
     results[r] = {1, kept}
   else
     results[r] = {0}
@@ -170,6 +171,7 @@ for name, ts in pairs(seen) do
   end
 end
 if #args > 0 then redis.call('ZADD', p .. 'seen', 'GT', unpack(args)) end
+redis.call('SET', token, cjson.encode(results), 'EX', 60)
 return results
 """
 )
@@ -507,10 +509,10 @@ class RedisStorage:
         (group commit): one round trip for all of them, their counts summed in Redis.
         """
         if receipt is None:
-            request: list[Any] = [os.urandom(12).hex(), "", ""]
+            request: list[Any] = ["", ""]
         else:
             head = f"{receipt.created}\n{receipt.digest.hex()}\n"
-            request = [os.urandom(12).hex(), receipt.key, head + receipt.response.decode()]
+            request = [receipt.key, head + receipt.response.decode()]
         spec = []
         for batch in batches:
             # Floats: a sum may pass 64 bits; Redis keeps doubles anyway (exact to 2**53).
@@ -528,17 +530,21 @@ class RedisStorage:
     def _write_pending(self) -> None:
         while self._pending:
             group, self._pending = self._pending, []
-            now = int(self.clock())
-            args = [self.p, now - self.retention, self.retention, now, *self.keep.values()]
-            args.append(orjson.dumps([request for request, _ in group]))
             try:
-                answers = self._run("add", [self.p + "seen"], args)
+                answers = self._apply([request for request, _ in group], os.urandom(12).hex())
             except StorageError as exc:
                 for _, done in group:
                     done.set_exception(exc)
                 continue
             for (_, done), answer in zip(group, answers, strict=True):
                 done.set(answer)
+
+    def _apply(self, requests: list[list[Any]], token: str) -> list[list[Any]]:
+        """Run ADD for `requests`; a second call with the same token answers the same."""
+        now = int(self.clock())
+        args = [self.p, now - self.retention, self.retention, now, *self.keep.values()]
+        args += [orjson.dumps(requests), token]
+        return self._run("add", [self.p + "seen"], args)
 
     def receipt(self, key: str) -> Receipt | None:
         """Return the receipt kept for an idempotency key (by any process)."""

@@ -73,3 +73,15 @@ def test_a_second_process_reads_the_same_while_sealing_moves(redis_url):
     assert reader.series(["a.com"], T0 // 3600 * 3600, int(clock.now), 3600, "clicks") == {
         "a.com": [7, 0, 0, 0]
     }
+
+
+def test_a_call_retried_after_a_dropped_connection_changes_nothing(redis_url):
+    clock = FakeClock()
+    store = RedisStorage(redis_url, clock=clock)
+    request = ["", "", [[T0, [3.0, 0.0, 0.0], ["a.com"], [3, 0, 0]]]]
+    assert store._apply([request], "same") == [[0]]
+    # What redis-py sends again when the answer was lost on the way back:
+    assert store._apply([request], "same") == [[0]]
+    assert store.domain_totals("a.com", 60)["clicks"] == 3
+    assert store._apply([request], "another") == [[0]]
+    assert store.domain_totals("a.com", 60)["clicks"] == 6
