@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from api.services import Services
 from core.metrics import Metrics
 from core.timeutil import parse_duration
 from sources.scraper import Scraper, load_targets
-from storage import RedisStorage, StorageError, create_storage
+from storage import RedisStorage, Storage, StorageError, create_storage
 from storage.base import Coordinator
 from web import bp as web
 
@@ -86,7 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         fsync=app.config["FSYNC"],
         history=history,
     )
-    metrics = Metrics(storage.tracked_domains)
+    metrics = Metrics(lambda: _tracked_domains(storage))
     scheme = url.partition("://")[0]
     if isinstance(storage, RedisStorage):
         store: AlertStore = RedisAlertStore(storage)
@@ -156,6 +157,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         notifier.start()
         scraper.start()
     return app
+
+
+def _tracked_domains(storage: Storage) -> float:
+    """The gauge's value; NaN while the storage is unreachable, so /metrics still answers."""
+    try:
+        return storage.tracked_domains()
+    except StorageError:
+        return math.nan
 
 
 def _options() -> list[tuple[str, str, type, str]]:

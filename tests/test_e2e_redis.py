@@ -131,6 +131,8 @@ def test_redis_restart_mid_stream_loses_nothing_acknowledged(tmp_path, redis):
         assert error["status"] == "error"
         assert error["message"].startswith("storage unavailable: Redis at 127.0.0.1 is unavail")
         assert requests.get(server.url + "/stats", timeout=30).status_code == 503
+        metrics = requests.get(server.url + "/metrics", timeout=30)
+        assert metrics.status_code == 200 and "domainstats_tracked_domains NaN" in metrics.text
         redis.start()
         # The client retries its batch with the same key until it is acknowledged.
         assert poll(lambda: post(30), lambda r: r.status_code == 200).status_code == 200
