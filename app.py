@@ -134,6 +134,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=clock,
         offload=threads.apply,
         metrics=metrics,
+        # Many processes on one Redis: only the one leading the tick scrapes.
+        gate=None if coordinator is None else lambda: aggregator.leader,
     )
     app.extensions["domainstats"] = services = Services(
         storage=storage,
@@ -259,6 +261,7 @@ def _worker(overrides: dict[str, Any]) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             app = create_app(overrides)
+            gevent.spawn(_stop_when_orphaned, os.getppid())
             serve(app, app.config["HOST"], int(app.config["PORT"]), shared=True)
         except StorageError as exc:
             logger.error("worker cannot start: %s", exc)
@@ -268,6 +271,14 @@ def _worker(overrides: dict[str, Any]) -> int:
             code = 1
         os._exit(code)
     return pid
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """Stop this worker if its parent dies (kill -9 of the parent must not leave workers)."""
+    while os.getppid() == parent:
+        gevent.sleep(1)
+    logger.error("the parent process %d is gone: stopping", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def prefork(overrides: dict[str, Any], workers: int) -> None:

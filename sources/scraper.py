@@ -93,9 +93,12 @@ class Scraper:
         clock: Callable[[], float] = time.time,
         offload: Offload | None = None,
         metrics: Metrics | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.storage = storage
         self.targets = targets
+        #: When given, targets are scraped only while it says True (one process of many).
+        self.gate = gate
         self.clock = clock
         self.offload = offload
         self.metrics = metrics
@@ -103,6 +106,11 @@ class Scraper:
 
     def scrape_due(self) -> None:
         """Scrape every target whose time has come (the unit of work of the loop)."""
+        if self.gate is not None and not self.gate():
+            for target in self.targets:
+                # Another process scrapes meanwhile: start afresh if this one takes over.
+                target.baseline.clear()
+            return
         for target in self.targets:
             if self.clock() >= target.next_at:
                 self.scrape(target)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -85,6 +87,14 @@ def test_two_servers_on_one_redis_agree_and_alert_once(tmp_path, redis):
         receiver.close()
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
 def test_workers_share_one_port_on_redis(tmp_path, redis):
     with ServerProcess(tmp_path / "w", "--storage", redis.url, "--workers", "2") as server:
         now = int(time.time())
@@ -99,6 +109,9 @@ def test_workers_share_one_port_on_redis(tmp_path, redis):
     workers = log.split("started 2 workers: ")[1].split()[:2]
     served = {line.split()[2] for line in log.splitlines() if "POST /domains" in line}
     assert served == set(workers), "the kernel spreads connections over both workers"
+    # The parent was killed with SIGKILL on leaving the block: its workers must not live on.
+    left = poll(lambda: [pid for pid in map(int, workers) if alive(pid)], lambda pids: not pids)
+    assert left == [], f"workers {left} outlived their parent"
 
 
 def test_more_than_one_worker_on_the_embedded_store_is_refused(tmp_path):

@@ -11,37 +11,41 @@ from core.model import Batch
 from storage import Receipt, Replayed
 from tests.conftest import T0
 from tests.test_alerts import Receiver
+from tests.test_scraper import Gateway
 
 
 @pytest.fixture
 def pair(redis_url, clock, tmp_path):
     """Two apps (two server processes, as far as Redis can tell) on one Redis and one clock."""
-    apps = [
-        create_app(
-            {
-                "TESTING": True,
-                "CLOCK": clock,
-                "START_BACKGROUND": False,
-                "DATA_DIR": str(tmp_path / name),
-                "STORAGE_URL": redis_url,
-                "REBUILD_INTERVAL": 0.1,
-            }
-        )  # fmt: skip
-        for name in "ab"
-    ]
+    yield from make_pair(redis_url, clock, tmp_path)
+
+
+def make_pair(redis_url, clock, tmp_path, **config):
+    """Yield two apps on one Redis and one clock, then close them."""
+    settings = {
+        "TESTING": True,
+        "CLOCK": clock,
+        "START_BACKGROUND": False,
+        "STORAGE_URL": redis_url,
+        "REBUILD_INTERVAL": 0.1,
+        **config,
+    }
+    apps = [create_app({**settings, "DATA_DIR": str(tmp_path / name)}) for name in "ab"]
     yield apps
     for app in apps:
         app.extensions["domainstats"].close()
 
 
 def tick(apps, clock, seconds=1):
-    """Let time pass, each app running its background tick and delivery, as its loop would."""
+    """Let time pass, each app running its background tick, delivery and scraping, as its
+    loops would."""
     for _ in range(seconds):
         clock.tick(1)
         for app in apps:
             svc = app.extensions["domainstats"]
             svc.aggregator.rebuild_once()
             svc.notifier.deliver_due()
+            svc.scraper.scrape_due()
 
 
 def test_round_robin_posts_give_the_same_answers_everywhere(pair, clock):
@@ -142,3 +146,19 @@ def test_a_key_taken_meanwhile_by_another_process_changes_nothing(pair):
         b.add([Batch(T0, ["r.com"], [5, 0, 0])], Receipt("race", T0, b"e" * 16, b"{}"))
     assert raised.value.receipt == receipt
     assert b.domain_totals("r.com", 60)["clicks"] == 1
+
+
+def test_one_process_scrapes_for_all(redis_url, clock, tmp_path):
+    gateway = Gateway()
+    try:
+        apps = make_pair(redis_url, clock, tmp_path, SCRAPE=gateway.url)
+        pair = next(apps)
+        gateway.traffic("shop", "cart", hits=5, rx=100, tx=1000)
+        tick(pair, clock, 20)  # the leader's first scrape is the baseline
+        gateway.traffic("shop", "cart", hits=3, rx=50, tx=700)
+        tick(pair, clock, 20)
+        totals = pair[0].extensions["domainstats"].storage.domain_totals("shop", 3600)
+        assert totals == {"clicks": 3, "bytes_in": 50, "bytes_out": 700}
+        next(apps, None)
+    finally:
+        gateway.stop()
