@@ -29,24 +29,31 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def _redis(tmp_path_factory, name: str, **options):
+    """Start a real redis-server for the session, or skip saying why it cannot."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed (test.sh installs it)")
+    server = RedisServer(tmp_path_factory.mktemp(name), **options).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """One real redis-server for the session (each test empties it first)."""
-    if not RedisServer.available():
-        pytest.skip("redis-server is not installed (test.sh installs it)")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+    yield from _redis(tmp_path_factory, "redis")
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory):
     """A real one-node Redis Cluster (all 16384 slots), for the cluster client's paths."""
-    if not RedisServer.available():
-        pytest.skip("redis-server is not installed (test.sh installs it)")
-    server = RedisServer(tmp_path_factory.mktemp("cluster"), cluster=True).start()
-    yield server
-    server.stop()
+    yield from _redis(tmp_path_factory, "cluster", cluster=True)
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory):
+    """A real redis-server that speaks only TLS, with a self-signed certificate."""
+    yield from _redis(tmp_path_factory, "tls", tls=True)
 
 
 @pytest.fixture

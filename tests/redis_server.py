@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -35,13 +36,18 @@ class RedisServer:
         port: int | None = None,
         cluster: bool = False,
         fsync: str = "always",
+        tls: bool = False,
     ) -> None:
         self.directory = directory
         self.fsync = fsync
         self.cluster = cluster
+        self.tls = tls
         self.port = port or self._free_port()
         self.process: subprocess.Popen | None = None
-        self.url = f"redis{'+cluster' if cluster else ''}://127.0.0.1:{self.port}/0"
+        scheme = ("rediss" if tls else "redis") + ("+cluster" if cluster else "")
+        self.url = f"{scheme}://127.0.0.1:{self.port}/0"
+        if tls:
+            self.url += f"?ssl_ca_certs={directory / 'cert.pem'}"
 
     def _free_port(self) -> int:
         while True:
@@ -57,6 +63,9 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.tls:
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            command += self._certificate()
         command += ["--dir", str(self.directory), "--save", ""]
         command += ["--appendonly", "yes", "--appendfsync", self.fsync]
         if self.cluster:
@@ -75,9 +84,30 @@ class RedisServer:
                 time.sleep(0.05)
         return self
 
+    def _certificate(self) -> list[str]:
+        """A self-signed certificate for 127.0.0.1 (its own CA), made with openssl."""
+        cert, key = self.directory / "cert.pem", self.directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return ["--tls-cert-file", str(cert), "--tls-key-file", str(key)] + [
+            "--tls-ca-cert-file",
+            str(cert),
+            "--tls-auth-clients",
+            "no",
+        ]
+
     def command(self, *words: str) -> bytes:
         """Send one command with the inline protocol; return the raw reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            if self.tls:
+                context = ssl.create_default_context(cafile=self.directory / "cert.pem")
+                with context.wrap_socket(sock, server_hostname="127.0.0.1") as secure:
+                    secure.sendall(" ".join(words).encode() + b"\r\n")
+                    return secure.recv(65536)
             sock.sendall(" ".join(words).encode() + b"\r\n")
             return sock.recv(65536)
 

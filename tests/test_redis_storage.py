@@ -7,7 +7,7 @@ import random
 import pytest
 
 from core.model import METRICS, Batch
-from storage import MemoryStorage, RedisStorage
+from storage import MemoryStorage, RedisStorage, StorageError
 from tests.conftest import T0, FakeClock
 
 WINDOWS = (10, 60, 601, 7200, 86400, 3 * 86400)
@@ -85,3 +85,13 @@ def test_a_call_retried_after_a_dropped_connection_changes_nothing(redis_url):
     assert store.domain_totals("a.com", 60)["clicks"] == 3
     assert store._apply([request], "another") == [[0]]
     assert store.domain_totals("a.com", 60)["clicks"] == 6
+
+
+def test_rediss_speaks_tls(redis_tls):
+    redis_tls.command("FLUSHALL")
+    store = RedisStorage(redis_tls.url, clock=FakeClock())
+    store.add([Batch(T0, ["tls.com"], [4, 0, 0])])
+    assert store.top(60, 10, "clicks").items == [("tls.com", 4)]
+    store.close()
+    with pytest.raises(StorageError, match="Redis at 127.0.0.1 is unavailable"):
+        RedisStorage(f"redis://127.0.0.1:{redis_tls.port}/0")  # plain text to a TLS port
