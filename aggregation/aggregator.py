@@ -80,6 +80,8 @@ class Aggregator:
         now = self.clock()
         try:
             self.storage.maintain()
+        except StorageError as exc:
+            logger.warning("storage maintenance skipped: %s", exc)  # said once per tick
         except Exception:
             logger.exception("storage maintenance failed")
         if self.coordinator is not None:
