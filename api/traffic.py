@@ -53,10 +53,11 @@ class DomainTraffic(MethodView):
         """A domain's totals by period, rates (last 10 s), peaks (last hour) and limits."""
         svc = services()
         name = domain_name(domain)
-        limits = svc.storage.limits.get(name, Limits())
+        all_limits = svc.storage.limits  # a round trip on Redis: read once
+        limits = all_limits.get(name, Limits())
         found = _domain_rates(svc, name)
         if found is None:
-            if name not in svc.storage.limits:
+            if name not in all_limits:
                 abort(404, message=f"no traffic seen for {name} and no limits set")
             zero = dict.fromkeys(METRICS, 0)
             rates = dict.fromkeys(RATE_LIMITS, 0.0)

@@ -221,6 +221,26 @@ def step_resolution(now: int, start: int, step: int, retention: int, seconds_kep
     return 1
 
 
+def rates(clicks: float, bytes_in: float, bytes_out: float) -> tuple[float, float, float]:
+    """Return (rx bit/s, tx bit/s, clicks/s) from the counts of the last RATE_SPAN seconds."""
+    return bytes_in * 8 / RATE_SPAN, bytes_out * 8 / RATE_SPAN, clicks / RATE_SPAN
+
+
+def stats_from_counts(
+    totals: dict[str, dict[str, int]],
+    clicks: float,
+    bytes_in: float,
+    bytes_out: float,
+    peak_in: float,
+    peak_out: float,
+) -> DomainStats:
+    """A domain's stats from its totals, its counts of the last RATE_SPAN seconds and the
+    largest byte counts seen over RATE_SPAN in the last hour."""
+    rx, tx, per_second = rates(clicks, bytes_in, bytes_out)
+    peak_rx, peak_tx, _ = rates(0, peak_in, peak_out)
+    return DomainStats(totals, rx, tx, per_second, peak_rx, peak_tx)
+
+
 class RequestCounter:
     """HTTP requests per second of arrival, for the last `span` seconds, in a ring.
 
@@ -528,20 +548,13 @@ class MemoryStorage:
             if at < len(ids) and ids[at] == i:
                 peak_in = max(peak_in, int(peaks_in[at]))
                 peak_out = max(peak_out, int(peaks_out[at]))
-        return DomainStats(
-            totals=totals,
-            rx_bitrate=bytes_in * 8 / RATE_SPAN,
-            tx_bitrate=bytes_out * 8 / RATE_SPAN,
-            clicks_per_s=clicks / RATE_SPAN,
-            peak_rx_bitrate=peak_in * 8 / RATE_SPAN,
-            peak_tx_bitrate=peak_out * 8 / RATE_SPAN,
-        )
+        return stats_from_counts(totals, clicks, bytes_in, bytes_out, peak_in, peak_out)
 
     def total_rates(self) -> tuple[float, float, float]:
         """Return all traffic's (rx bit/s, tx bit/s, clicks/s) over the rate span."""
         self._current_rates()
         clicks, bytes_in, bytes_out = self.rates.totals.sum(axis=1).tolist()
-        return bytes_in * 8 / RATE_SPAN, bytes_out * 8 / RATE_SPAN, clicks / RATE_SPAN
+        return rates(clicks, bytes_in, bytes_out)
 
     def set_limits(self, name: str, limits: Limits | None) -> None:
         """Set (or with None, remove) the limits of a domain or of `_total`."""

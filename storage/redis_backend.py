@@ -35,7 +35,15 @@ from storage.base import (
     TopResult,
     WindowSummary,
 )
-from storage.memory_backend import HOUR, MINUTE, RATE_SPAN, SECOND_SPAN, step_resolution
+from storage.memory_backend import (
+    HOUR,
+    MINUTE,
+    RATE_SPAN,
+    SECOND_SPAN,
+    rates,
+    stats_from_counts,
+    step_resolution,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -668,24 +676,12 @@ class RedisStorage:
             period.name: dict(zip(METRICS, values[3 * n : 3 * n + 3], strict=True))
             for n, period in enumerate(PERIODS)
         }
-        clicks, bytes_in, bytes_out, peak_in, peak_out = values[3 * len(PERIODS) :]
-        return DomainStats(
-            totals=totals,
-            rx_bitrate=bytes_in * 8 / RATE_SPAN,
-            tx_bitrate=bytes_out * 8 / RATE_SPAN,
-            clicks_per_s=clicks / RATE_SPAN,
-            peak_rx_bitrate=peak_in * 8 / RATE_SPAN,
-            peak_tx_bitrate=peak_out * 8 / RATE_SPAN,
-        )
+        return stats_from_counts(totals, *values[3 * len(PERIODS) :])
 
     def total_rates(self) -> tuple[float, float, float]:
         """Return all traffic's (rx bit/s, tx bit/s, clicks/s) over the rate span."""
         total = self.summary(RATE_SPAN)
-        return (
-            total.bytes_in * 8 / RATE_SPAN,
-            total.bytes_out * 8 / RATE_SPAN,
-            total.clicks / RATE_SPAN,
-        )
+        return rates(total.clicks, total.bytes_in, total.bytes_out)
 
     def series(
         self, names: list[str], start: int, end: int, step: int, by: str
